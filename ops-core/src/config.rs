@@ -1,0 +1,357 @@
+//! The sprocket-ops configuration: one TOML document, parsed and validated once, before anything
+//! connects. Every error names the file, the key and what is wrong, so start-up can print one line
+//! and exit 64. Secrets never live in this file: only the names of the env vars or files that hold
+//! them (see [`SecretSource`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secret::{Secret, SecretSource};
+
+/// Default SQLite database, created on first run.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://sprocket-ops.db";
+/// Default Docker endpoint: the local engine socket.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// A configuration error: which file, which key, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub discord: DiscordConfig,
+    #[serde(default)]
+    pub docker: DockerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// The Pulumi layers, in dependency order (`layer_1`, `layer_2`, `platform`).
+    pub layers: BTreeMap<String, LayerConfig>,
+    /// Order in which layers are shown and deployed; defaults to the keys' order.
+    #[serde(default)]
+    pub layer_order: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// The guild the slash commands are registered in.
+    pub guild_id: u64,
+    pub alerts_channel_id: u64,
+    pub approvals_channel_id: u64,
+    pub audit_channel_id: u64,
+    /// A REST proxy (for example a rate-limiting proxy). When set, all REST traffic goes there
+    /// and serenity's own rate limiter is off, because the proxy owns rate limits.
+    #[serde(default)]
+    pub api_base_url: Option<String>,
+    /// Where the bot token comes from; default env `DISCORD_TOKEN`.
+    #[serde(default = "default_discord_token")]
+    pub token: SecretSource,
+}
+
+fn default_discord_token() -> SecretSource {
+    SecretSource::env("DISCORD_TOKEN")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// `unix:///path/docker.sock`, or `tcp://host:port` / `http://host:port` for a
+    /// docker-socket-proxy.
+    #[serde(default = "default_docker_host")]
+    pub host: String,
+    /// Per-request timeout in seconds.
+    #[serde(default = "default_docker_timeout")]
+    pub timeout_secs: u64,
+    /// A service label whose value names the service's layer; checked before the patterns.
+    #[serde(default = "default_layer_label")]
+    pub layer_label: String,
+}
+
+fn default_docker_host() -> String {
+    DEFAULT_DOCKER_HOST.to_string()
+}
+fn default_docker_timeout() -> u64 {
+    10
+}
+fn default_layer_label() -> String {
+    "sprocket.layer".to_string()
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            host: default_docker_host(),
+            timeout_secs: default_docker_timeout(),
+            layer_label: default_layer_label(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path.db` (created on first run) or `postgres://user@host/db`.
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    /// The database password, when the URL carries none.
+    #[serde(default)]
+    pub password: Option<SecretSource>,
+}
+
+fn default_database_url() -> String {
+    DEFAULT_DATABASE_URL.to_string()
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: default_database_url(),
+            password: None,
+        }
+    }
+}
+
+/// One Pulumi layer: where its program lives and which Swarm services belong to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    /// The Pulumi project directory (`layer_1`, `layer_2`, `platform`).
+    pub directory: PathBuf,
+    /// The Pulumi stack (`layer_1`, `layer_2`, `prod`).
+    pub stack: String,
+    /// The stack config key holding the image tag (`image-tag` for platform), if any.
+    #[serde(default)]
+    pub image_tag_key: Option<String>,
+    /// Service name patterns (`*` matches any run of characters) that belong to this layer.
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+impl Config {
+    /// Parses and validates a configuration document. `file` is only used in error messages.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let err = |key: String, message: String| ConfigError {
+            file: file.to_string(),
+            key,
+            message,
+        };
+        let de = toml::Deserializer::new(text);
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let key = if path == "." { "(document)".to_string() } else { path };
+            err(key, one_line(inner.message()))
+        })?;
+        cfg.validate().map_err(|(key, message)| err(key, message))?;
+        if cfg.layer_order.is_empty() {
+            cfg.layer_order = cfg.layers.keys().cloned().collect();
+        }
+        Ok(cfg)
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: "(file)".into(),
+            message: format!("cannot read: {}", e.kind()),
+        })?;
+        Config::parse(&file, &text)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let d = &self.discord;
+        for (key, v) in [
+            ("discord.guild_id", d.guild_id),
+            ("discord.alerts_channel_id", d.alerts_channel_id),
+            ("discord.approvals_channel_id", d.approvals_channel_id),
+            ("discord.audit_channel_id", d.audit_channel_id),
+        ] {
+            if v == 0 {
+                return Err((key.into(), "must be a Discord snowflake id, not 0".into()));
+            }
+        }
+        if let Some(url) = &d.api_base_url {
+            validate_http_url(url)
+                .map_err(|m| ("discord.api_base_url".to_string(), m.to_string()))?;
+        }
+        d.token
+            .validate()
+            .map_err(|m| ("discord.token".to_string(), m))?;
+        let host = &self.docker.host;
+        if !(host.starts_with("unix://") || host.starts_with("tcp://") || host.starts_with("http://"))
+        {
+            return Err((
+                "docker.host".into(),
+                format!("`{host}` must start with unix://, tcp:// or http://"),
+            ));
+        }
+        if self.docker.timeout_secs == 0 || self.docker.timeout_secs > 600 {
+            return Err((
+                "docker.timeout_secs".into(),
+                "must be between 1 and 600".into(),
+            ));
+        }
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://"))
+        {
+            return Err((
+                "database.url".into(),
+                "must start with sqlite:// or postgres://".into(),
+            ));
+        }
+        if let Some(p) = &self.database.password {
+            p.validate().map_err(|m| ("database.password".to_string(), m))?;
+        }
+        if self.layers.is_empty() {
+            return Err(("layers".into(), "at least one layer must be configured".into()));
+        }
+        for (name, layer) in &self.layers {
+            let key = |k: &str| format!("layers.{name}.{k}");
+            if !is_command_name(name) {
+                return Err((
+                    format!("layers.{name}"),
+                    "a layer name must be 1-32 characters of a-z, 0-9, _ or - (it becomes a slash subcommand)".into(),
+                ));
+            }
+            if layer.directory.as_os_str().is_empty() {
+                return Err((key("directory"), "must not be empty".into()));
+            }
+            if !is_pulumi_name(&layer.stack) {
+                return Err((key("stack"), format!("`{}` is not a valid Pulumi stack name", layer.stack)));
+            }
+            if let Some(k) = &layer.image_tag_key {
+                if !is_pulumi_name(k) {
+                    return Err((key("image_tag_key"), format!("`{k}` is not a valid Pulumi config key")));
+                }
+            }
+            for (i, p) in layer.services.iter().enumerate() {
+                if p.is_empty() || p.chars().any(|c| c.is_whitespace()) {
+                    return Err((format!("layers.{name}.services[{i}]"), "a pattern must be non-empty and contain no spaces".into()));
+                }
+            }
+        }
+        for (i, l) in self.layer_order.iter().enumerate() {
+            if !self.layers.contains_key(l) {
+                return Err((format!("layer_order[{i}]"), format!("unknown layer `{l}`")));
+            }
+        }
+        if !self.layer_order.is_empty() && self.layer_order.len() != self.layers.len() {
+            return Err(("layer_order".into(), "must list every configured layer exactly once".into()));
+        }
+        Ok(())
+    }
+
+    /// The Discord bot token, resolved from its source.
+    pub fn discord_token(&self) -> Result<Secret, ConfigError> {
+        self.discord.token.resolve().map_err(|message| ConfigError {
+            file: "(environment)".into(),
+            key: "discord.token".into(),
+            message,
+        })
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn validate_http_url(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err("has no host");
+    }
+    if url.ends_with('/') {
+        return Err("must not end with `/`");
+    }
+    Ok(())
+}
+
+/// Discord command and option names: 1-32 of lowercase letters, digits, `_` and `-`.
+pub fn is_command_name(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn is_pulumi_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "guild {}, {} layer(s) [{}], docker {}, database {}",
+            self.discord.guild_id,
+            self.layers.len(),
+            self.layer_order.join(", "),
+            self.docker.host,
+            crate::store::redact_url_password(&self.database.url),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = include_str!("../../sprocket-ops.example.toml");
+
+    #[test]
+    fn example_config_is_valid() {
+        let cfg = Config::parse("example.toml", EXAMPLE).unwrap();
+        assert_eq!(cfg.layer_order, ["layer_1", "layer_2", "platform"]);
+        assert_eq!(cfg.layers["platform"].stack, "prod");
+        assert_eq!(cfg.layers["platform"].image_tag_key.as_deref(), Some("image-tag"));
+    }
+
+    /// Data-driven: (edit to the example, expected key, expected words in the message).
+    #[test]
+    fn bad_configs_name_the_key() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            ("guild_id = 1000", "guild_id = 0", "discord.guild_id", "not 0"),
+            ("guild_id = 1000", "guild_id = \"abc\"", "discord.guild_id", "invalid type"),
+            ("[docker]", "[docker]\nsocket = 1", "docker.socket", "unknown field"),
+            ("host = \"unix:///var/run/docker.sock\"", "host = \"ftp://x\"", "docker.host", "must start with"),
+            ("url = \"sqlite://sprocket-ops.db\"", "url = \"mysql://x\"", "database.url", "sqlite"),
+            ("stack = \"prod\"", "stack = \"-rm\"", "layers.platform.stack", "not a valid"),
+            ("[layers.platform]", "[layers.Platform]", "layers.Platform", "layer name"),
+            ("layer_order = [\"layer_1\", \"layer_2\", \"platform\"]", "layer_order = [\"layer_9\"]", "layer_order[0]", "unknown layer"),
+        ];
+        for (from, to, key, words) in cases {
+            assert!(EXAMPLE.contains(from), "example lacks {from}");
+            let text = EXAMPLE.replacen(from, to, 1);
+            let e = Config::parse("x.toml", &text).expect_err(to);
+            assert_eq!(&e.key, key, "for {to}: {e}");
+            assert!(e.message.contains(words), "for {to}: {e}");
+            assert_eq!(e.file, "x.toml");
+            assert!(!e.to_string().contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_a_config_error() {
+        let e = Config::load(Path::new("/nonexistent/sprocket.toml")).unwrap_err();
+        assert_eq!(e.key, "(file)");
+    }
+}

@@ -1,0 +1,16 @@
+//! ops-core: the sprocket-ops domain and its adapters to real systems (Docker Swarm through
+//! bollard, the SQL store through sqlx) and the policies. It knows nothing of Discord: the
+//! `commands` crate renders its results, the `bot` crate wires it up.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod config;
+pub mod layers;
+pub mod ops;
+pub mod redact;
+pub mod secret;
+pub mod status;
+pub mod store;
+pub mod swarm;
+
+pub use ops::{Ops, OpsError};

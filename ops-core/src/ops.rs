@@ -1,0 +1,138 @@
+//! The operations both frontends call: one [`Ops`] value holding the adapters as trait objects
+//! (so tests swap in fakes), the layer map and the redactor. Every operation is audited the same
+//! way whether it came from Discord or the CLI.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::audit::{Actor, AuditEntry, AuditFilter, AuditRecord, Outcome};
+use crate::layers::LayerMap;
+use crate::redact::Redactor;
+use crate::status::StatusReport;
+use crate::store::{Store, StoreError};
+use crate::swarm::{SwarmApi, SwarmError};
+
+/// The shared operations state.
+pub struct Ops {
+    pub swarm: Arc<dyn SwarmApi>,
+    pub store: Arc<dyn Store>,
+    pub layers: LayerMap,
+    pub redactor: Arc<Redactor>,
+}
+
+/// An error shown to people as a safe summary plus an id; the detail goes to the log only.
+#[derive(Debug, thiserror::Error)]
+#[error("{summary} (error id {error_id})")]
+pub struct OpsError {
+    pub summary: String,
+    pub error_id: String,
+}
+
+impl Ops {
+    /// `/status` and `sprocket-ops status`: the Swarm by layer. An unreachable engine is part of
+    /// the answer, not an error, so the bot keeps answering while Docker is down.
+    pub async fn status(&self, layer: Option<&str>) -> StatusReport {
+        match self.swarm.snapshot().await {
+            Ok(snap) => StatusReport::build(&snap, &self.layers, layer),
+            Err(e) => {
+                let id = new_error_id();
+                tracing::warn!(error_id = %id, detail = %self.redactor.redact(e.detail()), "swarm snapshot failed");
+                StatusReport::unavailable(&format!("{e} (error id {id})"))
+            }
+        }
+    }
+
+    /// Runs `op`, then appends one audit row with the redacted parameters, the outcome and the
+    /// duration. If the audit row cannot be written the result is still returned, and the
+    /// failure is logged: read-only commands must not fail because of the audit log, and
+    /// destructive actions check the store before they start (fail closed).
+    pub async fn audited<T, F, Fut>(
+        &self,
+        actor: &Actor,
+        command: &str,
+        params: serde_json::Value,
+        op: F,
+    ) -> Result<T, OpsError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, OpsError>>,
+    {
+        let started = Instant::now();
+        let result = op().await;
+        let (outcome, detail, error_id) = match &result {
+            Ok(_) => (Outcome::Ok, None, None),
+            Err(e) => (Outcome::Error, Some(e.summary.clone()), Some(e.error_id.clone())),
+        };
+        self.record(actor, command, &params, outcome, detail, error_id, started)
+            .await;
+        result
+    }
+
+    /// Appends one audit row (used by [`Ops::audited`] and for denials).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record(
+        &self,
+        actor: &Actor,
+        command: &str,
+        params: &serde_json::Value,
+        outcome: Outcome,
+        detail: Option<String>,
+        error_id: Option<String>,
+        started: Instant,
+    ) {
+        let entry = AuditEntry {
+            at_ms: now_ms(),
+            actor: actor.clone(),
+            command: command.to_string(),
+            params: self.redactor.redact_json(params),
+            outcome,
+            detail: detail.map(|d| self.redactor.redact(&d).into_owned()),
+            error_id,
+            duration_ms: started.elapsed().as_millis() as i64,
+        };
+        if let Err(e) = self.store.append_audit(&entry).await {
+            tracing::error!(command, error = %self.redactor.redact(&e.to_string()), "audit append failed");
+        }
+    }
+
+    /// The audit log, newest first.
+    pub async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.store.list_audit(filter).await
+    }
+
+    /// Logs `detail` (redacted) with a fresh error id and returns the safe summary.
+    pub fn fail(&self, summary: &str, detail: &dyn std::fmt::Display) -> OpsError {
+        let error_id = new_error_id();
+        tracing::error!(error_id = %error_id, detail = %self.redactor.redact(&detail.to_string()), "{summary}");
+        OpsError {
+            summary: summary.to_string(),
+            error_id,
+        }
+    }
+}
+
+impl From<SwarmError> for OpsError {
+    fn from(e: SwarmError) -> Self {
+        let error_id = new_error_id();
+        tracing::error!(error_id = %error_id, "swarm error: {e}");
+        OpsError {
+            summary: e.to_string(),
+            error_id,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A short id that ties a user-facing message to the log line with the detail.
+pub fn new_error_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = chrono::Utc::now().timestamp_micros() as u64;
+    format!("E{:06x}{:02x}", (t ^ (t >> 24)) & 0xff_ffff, n & 0xff)
+}

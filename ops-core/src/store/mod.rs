@@ -1,0 +1,112 @@
+//! Persistence behind one [`Store`] trait: SQLite by default (a file, created on first run),
+//! Postgres supported. Runtime queries with `$n` placeholders (both backends accept them) and an
+//! embedded migration folder per backend, so nothing needs a database at build time.
+
+mod sql;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
+use crate::secret::Secret;
+
+pub use sql::{PgStore, SqliteStore};
+
+/// Why the store failed. `detail` is for logs (it never contains the password: URLs are
+/// redacted before they are formatted).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database URL is invalid: {0}")]
+    BadUrl(String),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Query(String),
+}
+
+/// What sprocket-ops persists.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Appends one audit row; returns its id.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
+    /// Audit rows, newest first.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Opens (creating a SQLite file if needed) and migrates the store named by `url`.
+pub async fn connect(url: &str, password: Option<&Secret>) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Open(format!("{}: {e}", redact_url_password(url))))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Arc::new(SqliteStore::new(pool)))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let mut opts = PgConnectOptions::from_str(url)
+            .map_err(|_| StoreError::BadUrl(redact_url_password(url)))?;
+        if let Some(pw) = password {
+            opts = opts.password(pw.expose());
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Open(format!("{}: {e}", redact_url_password(url))))?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Arc::new(PgStore::new(pool)))
+    } else {
+        Err(StoreError::BadUrl(
+            "expected sqlite:// or postgres://".to_string(),
+        ))
+    }
+}
+
+/// `postgres://user:pw@host/db` -> `postgres://user:***@host/db`, for messages and logs.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, tail) = match rest.find('@') {
+        Some(i) if !rest[..i].contains('/') => (&rest[..i], &rest[i..]),
+        _ => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{tail}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_hidden() {
+        assert_eq!(redact_url_password("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url_password("sqlite://x.db"), "sqlite://x.db");
+    }
+}
