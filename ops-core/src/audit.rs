@@ -47,7 +47,19 @@ impl Actor {
         let name = ["SUDO_USER", "USER", "LOGNAME"]
             .iter()
             .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-            .unwrap_or_else(|| "unknown".to_string());
+            .unwrap_or_else(|| {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    std::fs::metadata("/proc/self")
+                        .map(|m| format!("uid-{}", m.uid()))
+                        .unwrap_or_else(|_| "unknown".to_string())
+                }
+                #[cfg(not(unix))]
+                {
+                    "unknown".to_string()
+                }
+            });
         Actor {
             frontend: Frontend::Cli,
             id: name.clone(),

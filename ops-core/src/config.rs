@@ -149,7 +149,11 @@ impl Config {
         let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let key = if path == "." { "(document)".to_string() } else { path };
+            let key = if path == "." {
+                "(document)".to_string()
+            } else {
+                path
+            };
             err(key, one_line(inner.message()))
         })?;
         cfg.validate().map_err(|(key, message)| err(key, message))?;
@@ -190,7 +194,9 @@ impl Config {
             .validate()
             .map_err(|m| ("discord.token".to_string(), m))?;
         let host = &self.docker.host;
-        if !(host.starts_with("unix://") || host.starts_with("tcp://") || host.starts_with("http://"))
+        if !(host.starts_with("unix://")
+            || host.starts_with("tcp://")
+            || host.starts_with("http://"))
         {
             return Err((
                 "docker.host".into(),
@@ -204,7 +210,9 @@ impl Config {
             ));
         }
         let db = &self.database.url;
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://"))
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
         {
             return Err((
                 "database.url".into(),
@@ -212,10 +220,14 @@ impl Config {
             ));
         }
         if let Some(p) = &self.database.password {
-            p.validate().map_err(|m| ("database.password".to_string(), m))?;
+            p.validate()
+                .map_err(|m| ("database.password".to_string(), m))?;
         }
         if self.layers.is_empty() {
-            return Err(("layers".into(), "at least one layer must be configured".into()));
+            return Err((
+                "layers".into(),
+                "at least one layer must be configured".into(),
+            ));
         }
         for (name, layer) in &self.layers {
             let key = |k: &str| format!("layers.{name}.{k}");
@@ -229,16 +241,25 @@ impl Config {
                 return Err((key("directory"), "must not be empty".into()));
             }
             if !is_pulumi_name(&layer.stack) {
-                return Err((key("stack"), format!("`{}` is not a valid Pulumi stack name", layer.stack)));
+                return Err((
+                    key("stack"),
+                    format!("`{}` is not a valid Pulumi stack name", layer.stack),
+                ));
             }
             if let Some(k) = &layer.image_tag_key {
                 if !is_pulumi_name(k) {
-                    return Err((key("image_tag_key"), format!("`{k}` is not a valid Pulumi config key")));
+                    return Err((
+                        key("image_tag_key"),
+                        format!("`{k}` is not a valid Pulumi config key"),
+                    ));
                 }
             }
             for (i, p) in layer.services.iter().enumerate() {
                 if p.is_empty() || p.chars().any(|c| c.is_whitespace()) {
-                    return Err((format!("layers.{name}.services[{i}]"), "a pattern must be non-empty and contain no spaces".into()));
+                    return Err((
+                        format!("layers.{name}.services[{i}]"),
+                        "a pattern must be non-empty and contain no spaces".into(),
+                    ));
                 }
             }
         }
@@ -248,7 +269,10 @@ impl Config {
             }
         }
         if !self.layer_order.is_empty() && self.layer_order.len() != self.layers.len() {
-            return Err(("layer_order".into(), "must list every configured layer exactly once".into()));
+            return Err((
+                "layer_order".into(),
+                "must list every configured layer exactly once".into(),
+            ));
         }
         Ok(())
     }
@@ -322,21 +346,64 @@ mod tests {
         let cfg = Config::parse("example.toml", EXAMPLE).unwrap();
         assert_eq!(cfg.layer_order, ["layer_1", "layer_2", "platform"]);
         assert_eq!(cfg.layers["platform"].stack, "prod");
-        assert_eq!(cfg.layers["platform"].image_tag_key.as_deref(), Some("image-tag"));
+        assert_eq!(
+            cfg.layers["platform"].image_tag_key.as_deref(),
+            Some("image-tag")
+        );
     }
 
     /// Data-driven: (edit to the example, expected key, expected words in the message).
     #[test]
     fn bad_configs_name_the_key() {
         let cases: &[(&str, &str, &str, &str)] = &[
-            ("guild_id = 1000", "guild_id = 0", "discord.guild_id", "not 0"),
-            ("guild_id = 1000", "guild_id = \"abc\"", "discord.guild_id", "invalid type"),
-            ("[docker]", "[docker]\nsocket = 1", "docker.socket", "unknown field"),
-            ("host = \"unix:///var/run/docker.sock\"", "host = \"ftp://x\"", "docker.host", "must start with"),
-            ("url = \"sqlite://sprocket-ops.db\"", "url = \"mysql://x\"", "database.url", "sqlite"),
-            ("stack = \"prod\"", "stack = \"-rm\"", "layers.platform.stack", "not a valid"),
-            ("[layers.platform]", "[layers.Platform]", "layers.Platform", "layer name"),
-            ("layer_order = [\"layer_1\", \"layer_2\", \"platform\"]", "layer_order = [\"layer_9\"]", "layer_order[0]", "unknown layer"),
+            (
+                "guild_id = 1000",
+                "guild_id = 0",
+                "discord.guild_id",
+                "not 0",
+            ),
+            (
+                "guild_id = 1000",
+                "guild_id = \"abc\"",
+                "discord.guild_id",
+                "invalid type",
+            ),
+            (
+                "[docker]",
+                "[docker]\nsocket = 1",
+                "docker.socket",
+                "unknown field",
+            ),
+            (
+                "host = \"unix:///var/run/docker.sock\"",
+                "host = \"ftp://x\"",
+                "docker.host",
+                "must start with",
+            ),
+            (
+                "url = \"sqlite://sprocket-ops.db\"",
+                "url = \"mysql://x\"",
+                "database.url",
+                "sqlite",
+            ),
+            (
+                "stack = \"prod\"",
+                "stack = \"-rm\"",
+                "layers.platform.stack",
+                "not a valid",
+            ),
+            (
+                "[layers.platform]",
+                "[layers.Platform]",
+                "layers.Platform",
+                "layer name",
+            ),
+            (
+                "layer_order = [\"layer_1\", \"layer_2\", \"platform\"]",
+                "layer_order = [\"layer_9\"]",
+                "layer_order[0]",
+                "unknown layer",
+            ),
         ];
         for (from, to, key, words) in cases {
             assert!(EXAMPLE.contains(from), "example lacks {from}");

@@ -99,16 +99,40 @@ mod tests {
 
     #[test]
     fn label_wins_over_patterns() {
-        let cfg = crate::config::Config::parse(
-            "t",
-            include_str!("../../sprocket-ops.example.toml"),
-        )
-        .unwrap();
+        let cfg =
+            crate::config::Config::parse("t", include_str!("../../sprocket-ops.example.toml"))
+                .unwrap();
         let m = LayerMap::from_config(&cfg);
         assert_eq!(m.layer_of("prod-web", |_| None), Some("platform"));
         assert_eq!(m.layer_of("prod-web", |_| Some("layer_2")), Some("layer_2"));
         assert_eq!(m.layer_of("prod-web", |_| Some("nope")), Some("platform"));
         assert_eq!(m.layer_of("grafana-x", |_| None), Some("layer_2"));
         assert_eq!(m.layer_of("random", |_| None), None);
+    }
+}
+
+/// Up to three candidates closest to `input` (by Jaro-Winkler similarity), for "did you mean"
+/// errors on unknown names.
+pub fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut scored: Vec<(f64, &str)> = candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(input, c), c))
+        .filter(|(s, _)| *s > 0.6)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    scored.into_iter().take(3).map(|(_, c)| c).collect()
+}
+
+#[cfg(test)]
+mod closest_tests {
+    #[test]
+    fn suggests_near_names_only() {
+        let names = ["layer_1", "layer_2", "platform"];
+        assert_eq!(super::closest("platfrom", names), ["platform"]);
+        assert_eq!(
+            super::closest("layer_3", names)[..2],
+            ["layer_1", "layer_2"]
+        );
+        assert!(super::closest("zzz", names).is_empty());
     }
 }

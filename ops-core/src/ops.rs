@@ -31,6 +31,20 @@ pub struct OpsError {
 }
 
 impl Ops {
+    /// Checks a layer name from a user; the error names the closest configured layers.
+    pub fn check_layer(&self, layer: &str) -> Result<(), String> {
+        if self.layers.contains(layer) {
+            return Ok(());
+        }
+        let near = crate::layers::closest(layer, self.layers.names());
+        let all: Vec<&str> = self.layers.names().collect();
+        Err(if near.is_empty() {
+            format!("unknown layer `{layer}`; layers are: {}", all.join(", "))
+        } else {
+            format!("unknown layer `{layer}`; did you mean {}?", near.join(", "))
+        })
+    }
+
     /// `/status` and `sprocket-ops status`: the Swarm by layer. An unreachable engine is part of
     /// the answer, not an error, so the bot keeps answering while Docker is down.
     pub async fn status(&self, layer: Option<&str>) -> StatusReport {
@@ -63,7 +77,11 @@ impl Ops {
         let result = op().await;
         let (outcome, detail, error_id) = match &result {
             Ok(_) => (Outcome::Ok, None, None),
-            Err(e) => (Outcome::Error, Some(e.summary.clone()), Some(e.error_id.clone())),
+            Err(e) => (
+                Outcome::Error,
+                Some(e.summary.clone()),
+                Some(e.error_id.clone()),
+            ),
         };
         self.record(actor, command, &params, outcome, detail, error_id, started)
             .await;

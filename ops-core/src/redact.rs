@@ -84,10 +84,18 @@ impl Redactor {
             let replaced = match i {
                 6 => re.replace_all(&out, |c: &regex::Captures| {
                     let v = &c["v"];
-                    let quote = if v.starts_with('"') { "\"" } else if v.starts_with('\'') { "'" } else { "" };
+                    let quote = if v.starts_with('"') {
+                        "\""
+                    } else if v.starts_with('\'') {
+                        "'"
+                    } else {
+                        ""
+                    };
                     format!("{}{quote}{MASK}{quote}", &c["k"])
                 }),
-                7 => re.replace_all(&out, |c: &regex::Captures| format!("{}{MASK}@", &c["scheme"])),
+                7 => re.replace_all(&out, |c: &regex::Captures| {
+                    format!("{}{MASK}@", &c["scheme"])
+                }),
                 _ => re.replace_all(&out, MASK),
             };
             if let Cow::Owned(s) = replaced {
@@ -122,9 +130,17 @@ impl Redactor {
 
 fn is_sensitive_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
-    ["password", "secret", "token", "share", "api_key", "apikey", "private_key"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "password",
+        "secret",
+        "token",
+        "share",
+        "api_key",
+        "apikey",
+        "private_key",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 fn url_encode(s: &str) -> String {
@@ -176,12 +192,21 @@ mod tests {
             ("vault hvs.CAESIJ0abcdefghijklmnopqrstuv", "CAESIJ0"),
             ("gh ghp_abcdefghijklmnopqrstuvwxyz0123", "ghp_abc"),
             ("pat github_pat_11ABCDEFG0abcdefghijklmn", "11ABCDEFG"),
-            ("discord MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456", "GaBcDe"),
+            (
+                "discord MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456",
+                "GaBcDe",
+            ),
             ("DB_PASSWORD=supersecret next", "supersecret"),
             ("{\"client_secret\": \"xyz123abc\"}", "xyz123abc"),
             ("url postgres://doadmin:pgpass99@db:25060/x", "pgpass99"),
-            ("Authorization: Bearer abcdefghijklmnop1234", "abcdefghijklmnop1234"),
-            ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nabc\n-----END RSA PRIVATE KEY-----", "MIIEow"),
+            (
+                "Authorization: Bearer abcdefghijklmnop1234",
+                "abcdefghijklmnop1234",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nabc\n-----END RSA PRIVATE KEY-----",
+                "MIIEow",
+            ),
         ];
         for (input, secret) in cases {
             let out = r.redact(input);
@@ -201,7 +226,8 @@ mod tests {
     #[test]
     fn json_values_under_sensitive_keys_are_masked() {
         let r = Redactor::default();
-        let v = serde_json::json!({"service": "web", "token": "abc", "nested": {"db_password": "x"}});
+        let v =
+            serde_json::json!({"service": "web", "token": "abc", "nested": {"db_password": "x"}});
         let out = r.redact_json(&v);
         assert_eq!(out["service"], "web");
         assert_eq!(out["token"], MASK);

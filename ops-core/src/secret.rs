@@ -74,7 +74,11 @@ impl SecretSource {
             return match std::fs::read_to_string(path) {
                 Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_string())),
                 Ok(_) => Err(format!("secret file {} is empty", path.display())),
-                Err(e) => Err(format!("cannot read secret file {}: {}", path.display(), e.kind())),
+                Err(e) => Err(format!(
+                    "cannot read secret file {}: {}",
+                    path.display(),
+                    e.kind()
+                )),
             };
         }
         Err("no source configured".into())
@@ -96,13 +100,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("tok");
         std::fs::write(&p, "abc\n").unwrap();
-        let src = SecretSource { env: None, file: Some(p) };
+        let src = SecretSource {
+            env: None,
+            file: Some(p),
+        };
         assert_eq!(src.resolve().unwrap().expose(), "abc");
     }
 
     #[test]
     fn missing_env_names_the_variable() {
-        let e = SecretSource::env("SPROCKET_OPS_SURELY_UNSET_VAR").resolve().unwrap_err();
+        let e = SecretSource::env("SPROCKET_OPS_SURELY_UNSET_VAR")
+            .resolve()
+            .unwrap_err();
         assert!(e.contains("SPROCKET_OPS_SURELY_UNSET_VAR"));
     }
 }

@@ -67,10 +67,17 @@ pub struct StatusReport {
 impl StatusReport {
     /// Groups the snapshot by layer (in layer order, unassigned last), services by name.
     /// `only_layer` keeps one layer.
-    pub fn build(snap: &SwarmSnapshot, layers: &LayerMap, only_layer: Option<&str>) -> StatusReport {
+    pub fn build(
+        snap: &SwarmSnapshot,
+        layers: &LayerMap,
+        only_layer: Option<&str>,
+    ) -> StatusReport {
         let mut tasks_by_service: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
         for t in &snap.tasks {
-            tasks_by_service.entry(t.service_id.as_str()).or_default().push(t);
+            tasks_by_service
+                .entry(t.service_id.as_str())
+                .or_default()
+                .push(t);
         }
         let mut groups: Vec<LayerStatus> = layers
             .names()
@@ -84,7 +91,10 @@ impl StatusReport {
             let layer = layers
                 .layer_of(&s.name, |k| s.labels.get(k).map(String::as_str))
                 .unwrap_or(UNASSIGNED);
-            let tasks = tasks_by_service.get(s.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let tasks = tasks_by_service
+                .get(s.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             let counted_running = tasks
                 .iter()
                 .filter(|t| t.state == "running" && t.desired_state == "running")
@@ -192,7 +202,12 @@ mod tests {
             service_id: service.into(),
             slot: Some(slot),
             node_id: None,
-            desired_state: if state == "running" { "running" } else { "shutdown" }.into(),
+            desired_state: if state == "running" {
+                "running"
+            } else {
+                "shutdown"
+            }
+            .into(),
             state: state.into(),
             message: None,
             err: (state == "failed").then(|| "task: non-zero exit (1)".to_string()),
@@ -202,7 +217,9 @@ mod tests {
     }
 
     fn map() -> LayerMap {
-        let cfg = crate::config::Config::parse("t", include_str!("../../sprocket-ops.example.toml")).unwrap();
+        let cfg =
+            crate::config::Config::parse("t", include_str!("../../sprocket-ops.example.toml"))
+                .unwrap();
         LayerMap::from_config(&cfg)
     }
 
@@ -223,7 +240,13 @@ mod tests {
         assert_eq!(names, ["layer_1", "layer_2", "platform", UNASSIGNED]);
         assert_eq!(r.layers[2].services[0].image, "img/prod-web:main");
         // Without ServiceStatus counts, running tasks are counted from the task list.
-        assert_eq!((r.layers[1].services[0].running, r.layers[1].services[0].desired), (1, 1));
+        assert_eq!(
+            (
+                r.layers[1].services[0].running,
+                r.layers[1].services[0].desired
+            ),
+            (1, 1)
+        );
         let only = StatusReport::build(&snap, &map(), Some("platform"));
         assert_eq!(only.layers.len(), 1);
         assert_eq!(only.services().count(), 1);

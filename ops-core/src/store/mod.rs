@@ -105,8 +105,14 @@ mod tests {
 
     #[test]
     fn url_passwords_are_hidden() {
-        assert_eq!(redact_url_password("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact_url_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url_password("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url_password("postgres://u@h/db"),
+            "postgres://u@h/db"
+        );
         assert_eq!(redact_url_password("sqlite://x.db"), "sqlite://x.db");
     }
 }

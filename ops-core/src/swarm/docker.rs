@@ -84,7 +84,11 @@ impl SwarmApi for DockerSwarm {
         );
         let result = (|| {
             Ok(SwarmSnapshot {
-                services: services.map_err(map_err)?.into_iter().map(service_info).collect(),
+                services: services
+                    .map_err(map_err)?
+                    .into_iter()
+                    .map(service_info)
+                    .collect(),
                 tasks: tasks.map_err(map_err)?.into_iter().map(task_info).collect(),
                 nodes: nodes.map_err(map_err)?.into_iter().map(node_info).collect(),
             })
@@ -161,10 +165,7 @@ pub(crate) fn node_info(n: Node) -> NodeInfo {
     let status = n.status.unwrap_or_default();
     NodeInfo {
         id: n.id.unwrap_or_default(),
-        hostname: n
-            .description
-            .and_then(|d| d.hostname)
-            .unwrap_or_default(),
+        hostname: n.description.and_then(|d| d.hostname).unwrap_or_default(),
         role: enum_str(&spec.role),
         availability: enum_str(&spec.availability),
         state: enum_str(&status.state),

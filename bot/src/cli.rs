@@ -1,0 +1,257 @@
+//! The command line: the same operations as the slash commands, for when Discord is down, and
+//! audited the same way (the actor is the OS user). Output on stdout, diagnostics on stderr.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use ops_core::audit::{Actor, AuditFilter};
+use ops_core::status::StatusReport;
+
+use crate::app::{build_ops, load_config, Secrets};
+use crate::exit::Exit;
+
+/// sprocket-ops: operate the Sprocket platform (Swarm, Pulumi layers, Vault) from Discord or here.
+#[derive(Debug, Parser)]
+#[command(name = "sprocket-ops", version, about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SPROCKET_OPS_CONFIG",
+        default_value = "sprocket-ops.toml"
+    )]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect to Discord and serve the slash commands (needs DISCORD_TOKEN or discord.token).
+    Serve,
+    /// Validate the configuration file and exit (0 valid, 64 invalid).
+    CheckConfig,
+    /// Show the Swarm services by layer.
+    Status {
+        /// Print JSON: {"services":[{"name","image","running","desired","layer"}]}.
+        #[arg(long)]
+        json: bool,
+        /// Only this layer.
+        #[arg(long)]
+        layer: Option<String>,
+    },
+    /// Show the audit log, newest first.
+    Audit {
+        /// Print JSON, one array of records.
+        #[arg(long)]
+        json: bool,
+        /// Only this actor (Discord id or CLI user).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only entries newer than this: e.g. 30m, 12h, 7d.
+        #[arg(long, value_parser = parse_age)]
+        since: Option<i64>,
+        /// At most this many entries (1-1000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+}
+
+/// `30m`, `12h`, `7d`, `90s` -> milliseconds.
+pub fn parse_age(s: &str) -> Result<i64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a number and a unit, like 30m, 12h or 7d"))?;
+    let mult = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{s}`: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v <= 3_650 * 86_400_000)
+        .ok_or_else(|| format!("`{s}` is too long ago"))
+}
+
+/// Runs a subcommand.
+pub async fn run(cli: &Cli) -> Result<(), Exit> {
+    let cfg = load_config(&cli.config)?;
+    match &cli.command {
+        Command::Serve => crate::serve::serve(cfg, crate::serve::shutdown_signal()).await,
+        Command::CheckConfig => {
+            println!("{}: ok ({cfg})", cli.config.display());
+            Ok(())
+        }
+        Command::Status { json, layer } => {
+            let ops = build_ops(&cfg, &Secrets::resolve(&cfg, false)?).await?;
+            if let Some(l) = layer {
+                ops.check_layer(l).map_err(|m| Exit::new(Exit::USAGE, m))?;
+            }
+            let actor = Actor::cli_from_env();
+            let report = ops
+                .audited(
+                    &actor,
+                    "status",
+                    serde_json::json!({ "layer": layer }),
+                    || async { Ok(ops.status(layer.as_deref()).await) },
+                )
+                .await
+                .map_err(|e| Exit::new(1, e.to_string()))?;
+            if let Some(err) = &report.docker_error {
+                return Err(Exit::new(
+                    Exit::UNAVAILABLE,
+                    format!("docker.host {}: {err}", cfg.docker.host),
+                ));
+            }
+            let out = if *json {
+                status_json(&report)
+            } else {
+                status_table(&report)
+            };
+            print_stdout(&out)
+        }
+        Command::Audit {
+            json,
+            user,
+            since,
+            limit,
+        } => {
+            let ops = build_ops(&cfg, &Secrets::resolve(&cfg, false)?).await?;
+            let started = Instant::now();
+            let filter = AuditFilter {
+                actor_id: user.clone(),
+                since_ms: since.map(|age| ops_core::ops::now_ms() - age),
+                limit: *limit,
+            };
+            let rows = ops
+                .audit_log(&filter)
+                .await
+                .map_err(|e| Exit::new(Exit::CANTCREAT, format!("database.url: {e}")))?;
+            ops.record(
+                &Actor::cli_from_env(),
+                "audit",
+                &serde_json::json!({ "user": user, "since_ms": since, "limit": limit }),
+                ops_core::audit::Outcome::Ok,
+                None,
+                None,
+                started,
+            )
+            .await;
+            let out = if *json {
+                serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
+            } else {
+                rows.iter()
+                    .map(|r| {
+                        let e = &r.entry;
+                        let at = chrono::DateTime::from_timestamp_millis(e.at_ms)
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                            .unwrap_or_default();
+                        format!(
+                            "{at}  {:<7} {:<20} {:<12} {:<6} {}\n",
+                            e.actor.frontend.as_str(),
+                            e.actor.name,
+                            e.command,
+                            e.outcome.as_str(),
+                            e.params
+                        )
+                    })
+                    .collect()
+            };
+            print_stdout(&out)
+        }
+    }
+}
+
+fn print_stdout(s: &str) -> Result<(), Exit> {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = out.write_all(s.as_bytes());
+    let _ = out.flush();
+    Ok(())
+}
+
+/// The documented `--json` shape.
+pub fn status_json(report: &StatusReport) -> String {
+    let services: Vec<serde_json::Value> = report
+        .services()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "image": s.image,
+                "running": s.running,
+                "desired": s.desired,
+                "layer": s.layer,
+            })
+        })
+        .collect();
+    serde_json::json!({ "services": services }).to_string() + "\n"
+}
+
+/// A plain table grouped by layer.
+pub fn status_table(report: &StatusReport) -> String {
+    let width = report
+        .services()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = String::new();
+    for layer in &report.layers {
+        out.push_str(&format!("{}\n", layer.name));
+        if layer.services.is_empty() {
+            out.push_str("  (no services)\n");
+        }
+        for s in &layer.services {
+            let replicas = format!("{}/{}", s.running, s.desired);
+            out.push_str(&format!(
+                "  {:<width$}  {:>7}  {}",
+                s.name, replicas, s.image
+            ));
+            if let Some(u) = &s.update_state {
+                out.push_str(&format!("  (update {u})"));
+            }
+            out.push('\n');
+            for t in &s.failing_tasks {
+                let code = t
+                    .exit_code
+                    .map(|c| format!(" exit {c}"))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "  {:<width$}  ↳ {}{code}\n",
+                    "",
+                    t.error.as_deref().unwrap_or(&t.state)
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse_or_explain() {
+        assert_eq!(parse_age("30m"), Ok(1_800_000));
+        assert_eq!(parse_age("2d"), Ok(172_800_000));
+        for bad in ["", "m", "5", "5w", "-5m", "99999999999999d"] {
+            assert!(parse_age(bad).is_err(), "{bad}");
+        }
+    }
+}

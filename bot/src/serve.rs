@@ -1,0 +1,106 @@
+//! `sprocket-ops serve`: connect to Discord (through the configured REST proxy if any), register
+//! the slash commands in the configured guild, and answer interactions until a shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use ops_core::config::Config;
+use poise::serenity_prelude as serenity;
+
+use crate::app::{build_ops, Secrets};
+use crate::exit::Exit;
+
+/// Runs the bot until `shutdown` resolves (then closes the gateway and returns).
+pub async fn serve(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Exit> {
+    let secrets = Secrets::resolve(&cfg, true)?;
+    let ops = build_ops(&cfg, &secrets).await?;
+    let token = secrets
+        .discord_token
+        .as_ref()
+        .map(|t| t.expose().to_string())
+        .unwrap_or_default();
+
+    let mut http = serenity::HttpBuilder::new(&token);
+    if let Some(url) = &cfg.discord.api_base_url {
+        // serenity's rate limiter ignores the proxy (it builds its own requests), and a REST
+        // proxy owns rate limits anyway: with a proxy, the built-in limiter is off.
+        http = http.proxy(url.as_str()).ratelimiter_disabled(true);
+    }
+    let http = http.build();
+
+    let guild = serenity::GuildId::new(cfg.discord.guild_id);
+    let data_ops = Arc::clone(&ops);
+    let framework = poise::Framework::builder()
+        .options(poise::FrameworkOptions {
+            commands: commands::all(),
+            on_error: |e| Box::pin(commands::on_error(e)),
+            // Authorisation is sprocket-ops's own (GitHub teams), never Discord ownership.
+            initialize_owners: false,
+            ..Default::default()
+        })
+        .setup(move |ctx, ready, framework| {
+            Box::pin(async move {
+                poise::builtins::register_in_guild(ctx, &framework.options().commands, guild)
+                    .await?;
+                tracing::info!(
+                    user = %ready.user.name,
+                    guild = guild.get(),
+                    commands = framework.options().commands.len(),
+                    "connected and registered slash commands"
+                );
+                Ok(commands::Data { ops: data_ops })
+            })
+        })
+        .build();
+
+    let mut client = serenity::ClientBuilder::new_with_http(http, serenity::GatewayIntents::GUILDS)
+        .framework(framework)
+        .await
+        .map_err(|e| {
+            Exit::new(
+                Exit::UNAVAILABLE,
+                format!("discord: cannot build the client: {e}"),
+            )
+        })?;
+
+    let shard_manager = Arc::clone(&client.shard_manager);
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing the gateway");
+        shard_manager.shutdown_all().await;
+    });
+    tracing::info!(config = %cfg, "starting");
+    client.start().await.map_err(|e| {
+        Exit::new(
+            Exit::UNAVAILABLE,
+            format!("discord: {}", ops.redactor.redact(&e.to_string())),
+        )
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,281 @@
+//! Rendering ops-core results as Discord embeds, within Discord's limits (field value 1024,
+//! 25 fields and 6000 characters per embed). Pure: pages are plain data first, so the limits
+//! are unit-tested without Discord.
+
+use ops_core::audit::Actor;
+use ops_core::status::{ServiceStatus, StatusReport};
+use poise::serenity_prelude as serenity;
+
+pub const GREEN: u32 = 0x2e_cc71;
+pub const YELLOW: u32 = 0xf1_c40f;
+pub const RED: u32 = 0xe7_4c3c;
+
+const FIELD_VALUE_MAX: usize = 1024;
+const FIELDS_MAX: usize = 25;
+/// Below Discord's 6000 per message, leaving room for title, description and footer.
+const EMBED_BUDGET: usize = 5000;
+
+/// One embed's content as plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub title: String,
+    pub description: String,
+    pub color: u32,
+    pub fields: Vec<(String, String)>,
+    pub footer: String,
+}
+
+impl Page {
+    fn len(&self) -> usize {
+        self.title.len()
+            + self.description.len()
+            + self.footer.len()
+            + self
+                .fields
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>()
+    }
+
+    pub fn to_embed(&self) -> serenity::CreateEmbed {
+        let mut e = serenity::CreateEmbed::new()
+            .title(&self.title)
+            .color(self.color);
+        if !self.description.is_empty() {
+            e = e.description(&self.description);
+        }
+        for (n, v) in &self.fields {
+            e = e.field(n, v, false);
+        }
+        if !self.footer.is_empty() {
+            e = e.footer(serenity::CreateEmbedFooter::new(&self.footer));
+        }
+        e
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(1);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn service_line(s: &ServiceStatus) -> String {
+    let icon = if s.healthy() {
+        "🟢"
+    } else if s.running > 0 {
+        "🟡"
+    } else {
+        "🔴"
+    };
+    let mut line = format!(
+        "{icon} `{}` {}/{} `{}`",
+        s.name, s.running, s.desired, s.image
+    );
+    if let Some(u) = &s.update_state {
+        line.push_str(&format!(" · update {u}"));
+    }
+    if let Some(t) = s.failing_tasks.first() {
+        let code = t
+            .exit_code
+            .map(|c| format!(" exit {c}"))
+            .unwrap_or_default();
+        let err = t.error.as_deref().unwrap_or(&t.state);
+        line.push_str(&format!("\n  ↳ {}{code}", clip(err, 120)));
+    }
+    line
+}
+
+/// The `/status` report as one or more pages.
+pub fn status_pages(report: &StatusReport) -> Vec<Page> {
+    let title = "Sprocket platform status".to_string();
+    if let Some(err) = &report.docker_error {
+        return vec![Page {
+            title,
+            description: format!("⚠️ Swarm state unavailable: {err}"),
+            color: RED,
+            fields: vec![],
+            footer: String::new(),
+        }];
+    }
+    let services: Vec<&ServiceStatus> = report.services().collect();
+    let unhealthy = services.iter().filter(|s| !s.healthy()).count();
+    let down = services
+        .iter()
+        .filter(|s| s.running == 0 && s.desired > 0)
+        .count();
+    let color = if down > 0 {
+        RED
+    } else if unhealthy > 0 {
+        YELLOW
+    } else {
+        GREEN
+    };
+    let ready = report.nodes.iter().filter(|n| n.state == "ready").count();
+    let mut description = format!(
+        "{} services, {} not healthy · nodes: {ready}/{} ready",
+        services.len(),
+        unhealthy,
+        report.nodes.len()
+    );
+    for n in report
+        .nodes
+        .iter()
+        .filter(|n| n.state != "ready" || n.availability != "active")
+    {
+        description.push_str(&format!(
+            "\n⚠️ node `{}` {} ({})",
+            n.hostname, n.state, n.availability
+        ));
+    }
+
+    // Fields: one per layer, continued in further fields when a layer exceeds 1024 characters.
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for layer in &report.layers {
+        let mut value = String::new();
+        let mut part = 0;
+        let lines: Vec<String> = if layer.services.is_empty() {
+            vec!["(no services)".to_string()]
+        } else {
+            layer.services.iter().map(service_line).collect()
+        };
+        for line in lines {
+            let line = clip(&line, FIELD_VALUE_MAX);
+            if !value.is_empty() && value.len() + 1 + line.len() > FIELD_VALUE_MAX {
+                fields.push((field_name(&layer.name, part), std::mem::take(&mut value)));
+                part += 1;
+            }
+            if !value.is_empty() {
+                value.push('\n');
+            }
+            value.push_str(&line);
+        }
+        fields.push((field_name(&layer.name, part), value));
+    }
+
+    let mut pages = vec![Page {
+        title: title.clone(),
+        description,
+        color,
+        fields: vec![],
+        footer: String::new(),
+    }];
+    for f in fields {
+        let page = pages.last_mut().expect("at least one page");
+        if page.fields.len() == FIELDS_MAX || page.len() + f.0.len() + f.1.len() > EMBED_BUDGET {
+            pages.push(Page {
+                title: title.clone(),
+                description: String::new(),
+                color,
+                fields: vec![],
+                footer: String::new(),
+            });
+        }
+        pages.last_mut().expect("at least one page").fields.push(f);
+    }
+    let n = pages.len();
+    if n > 1 {
+        for (i, p) in pages.iter_mut().enumerate() {
+            p.footer = format!("page {} of {n}", i + 1);
+        }
+    }
+    pages
+}
+
+fn field_name(layer: &str, part: usize) -> String {
+    if part == 0 {
+        layer.to_string()
+    } else {
+        format!("{layer} (continued)")
+    }
+}
+
+/// `/whoami`.
+pub fn whoami_page(me: &Actor) -> Page {
+    let github = match &me.github_login {
+        Some(l) => format!("`{l}`"),
+        None => "not linked".to_string(),
+    };
+    Page {
+        title: "Who am I".into(),
+        description: String::new(),
+        color: GREEN,
+        fields: vec![
+            ("Discord".into(), format!("{} (`{}`)", me.name, me.id)),
+            ("GitHub".into(), github),
+        ],
+        footer: String::new(),
+    }
+}
+
+pub fn whoami_embed(me: &Actor) -> serenity::CreateEmbed {
+    whoami_page(me).to_embed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ops_core::status::LayerStatus;
+
+    fn report(n: usize) -> StatusReport {
+        let services = (0..n)
+            .map(|i| ServiceStatus {
+                name: format!("prod-service-with-a-long-name-{i:03}"),
+                image: format!("asaxplayinghorse/sprocket-web:main-{i}"),
+                running: (i % 3) as u64,
+                desired: 2,
+                layer: "platform".into(),
+                update_state: None,
+                failing_tasks: vec![],
+            })
+            .collect();
+        StatusReport {
+            layers: vec![LayerStatus {
+                name: "platform".into(),
+                services,
+            }],
+            nodes: vec![],
+            docker_error: None,
+        }
+    }
+
+    #[test]
+    fn large_swarms_split_into_pages_within_discord_limits() {
+        for n in [0, 1, 10, 50, 300] {
+            let pages = status_pages(&report(n));
+            let mut seen = 0;
+            for p in &pages {
+                assert!(p.fields.len() <= FIELDS_MAX);
+                assert!(p.len() <= 6000, "{n}: {}", p.len());
+                assert!(p.description.len() <= 4096);
+                for (name, v) in &p.fields {
+                    assert!(name.len() <= 256 && v.len() <= FIELD_VALUE_MAX, "{n}");
+                    seen += v.matches("prod-service-with").count();
+                }
+            }
+            assert_eq!(seen, n, "every service appears exactly once");
+        }
+    }
+
+    #[test]
+    fn colour_follows_the_worst_service() {
+        assert_eq!(status_pages(&report(1))[0].color, RED);
+        assert_eq!(status_pages(&report(0))[0].color, GREEN);
+        let r = StatusReport::unavailable("the Docker engine is unreachable (error id E1)");
+        let p = &status_pages(&r)[0];
+        assert_eq!(p.color, RED);
+        assert!(p.description.contains("unreachable"));
+    }
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        assert_eq!(clip("héllo", 3), "h…");
+        assert_eq!(clip("ok", 10), "ok");
+    }
+}
