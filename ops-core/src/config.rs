@@ -39,6 +39,67 @@ pub struct Config {
     /// Order in which layers are shown and deployed; defaults to the keys' order.
     #[serde(default)]
     pub layer_order: Vec<String>,
+    #[serde(default)]
+    pub github: GithubConfig,
+}
+
+/// GitHub: identity (OAuth device flow) and team membership, which grants roles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// REST API base (GitHub Enterprise Server: `https://HOST/api/v3`).
+    #[serde(default = "default_github_api")]
+    pub api_base_url: String,
+    /// Web base for the OAuth device flow (`/login/device/code`, `/login/oauth/access_token`).
+    #[serde(default = "default_github_oauth")]
+    pub oauth_base_url: String,
+    /// The OAuth App's client id (public; the device flow needs no client secret). Without it,
+    /// `/link` is unavailable and only the static mapping identifies people.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// An org-scoped token that can read team membership; default env `GITHUB_TOKEN`.
+    #[serde(default = "default_github_token")]
+    pub token: SecretSource,
+    /// How long a membership answer is trusted, in seconds.
+    #[serde(default = "default_membership_ttl")]
+    pub membership_ttl_secs: u64,
+    /// While GitHub is unreachable, read-only commands may use an answer up to this old.
+    /// Destructive actions and approvals never use a stale answer.
+    #[serde(default = "default_membership_max_stale")]
+    pub membership_max_stale_secs: u64,
+    /// Static fallback mapping: Discord user id -> GitHub login.
+    #[serde(default)]
+    pub static_links: BTreeMap<String, String>,
+}
+
+fn default_github_api() -> String {
+    "https://api.github.com".into()
+}
+fn default_github_oauth() -> String {
+    "https://github.com".into()
+}
+fn default_github_token() -> SecretSource {
+    SecretSource::env("GITHUB_TOKEN")
+}
+fn default_membership_ttl() -> u64 {
+    300
+}
+fn default_membership_max_stale() -> u64 {
+    3600
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        GithubConfig {
+            api_base_url: default_github_api(),
+            oauth_base_url: default_github_oauth(),
+            client_id: None,
+            token: default_github_token(),
+            membership_ttl_secs: default_membership_ttl(),
+            membership_max_stale_secs: default_membership_max_stale(),
+            static_links: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,7 +111,7 @@ pub struct DiscordConfig {
     pub approvals_channel_id: u64,
     pub audit_channel_id: u64,
     /// A REST proxy (for example a rate-limiting proxy). When set, all REST traffic goes there
-    /// and serenity's own rate limiter is off, because the proxy owns rate limits.
+    /// and the Discord client's own rate limiter is off, because the proxy owns rate limits.
     #[serde(default)]
     pub api_base_url: Option<String>,
     /// Where the bot token comes from; default env `DISCORD_TOKEN`.
@@ -149,10 +210,12 @@ impl Config {
         let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let key = if path == "." {
-                "(document)".to_string()
-            } else {
-                path
+            let key = match (path.as_str(), inner.span()) {
+                (".", Some(span)) => {
+                    format!("line {}", text[..span.start].matches('\n').count() + 1)
+                }
+                (".", None) => "(document)".to_string(),
+                _ => path,
             };
             err(key, one_line(inner.message()))
         })?;
@@ -222,6 +285,40 @@ impl Config {
         if let Some(p) = &self.database.password {
             p.validate()
                 .map_err(|m| ("database.password".to_string(), m))?;
+        }
+        let gh = &self.github;
+        validate_http_url(&gh.api_base_url)
+            .map_err(|m| ("github.api_base_url".to_string(), m.to_string()))?;
+        validate_http_url(&gh.oauth_base_url)
+            .map_err(|m| ("github.oauth_base_url".to_string(), m.to_string()))?;
+        gh.token
+            .validate()
+            .map_err(|m| ("github.token".to_string(), m))?;
+        if gh.membership_ttl_secs == 0 || gh.membership_ttl_secs > 86_400 {
+            return Err((
+                "github.membership_ttl_secs".into(),
+                "must be between 1 and 86400".into(),
+            ));
+        }
+        if gh.membership_max_stale_secs < gh.membership_ttl_secs {
+            return Err((
+                "github.membership_max_stale_secs".into(),
+                "must be at least membership_ttl_secs".into(),
+            ));
+        }
+        for (discord_id, login) in &gh.static_links {
+            if discord_id.parse::<u64>().map_or(true, |v| v == 0) {
+                return Err((
+                    format!("github.static_links.{discord_id}"),
+                    "the key must be a Discord user id".into(),
+                ));
+            }
+            if !is_github_login(login) {
+                return Err((
+                    format!("github.static_links.{discord_id}"),
+                    format!("`{login}` is not a GitHub login"),
+                ));
+            }
         }
         if self.layers.is_empty() {
             return Err((
@@ -311,6 +408,15 @@ pub fn is_command_name(s: &str) -> bool {
     (1..=32).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// GitHub logins: 1-39 alphanumerics or single hyphens, not starting or ending with a hyphen.
+pub fn is_github_login(s: &str) -> bool {
+    (1..=39).contains(&s.len())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 fn is_pulumi_name(s: &str) -> bool {
@@ -404,6 +510,30 @@ mod tests {
                 "layer_order[0]",
                 "unknown layer",
             ),
+            (
+                "membership_ttl_secs = 300",
+                "membership_ttl_secs = 0",
+                "github.membership_ttl_secs",
+                "between",
+            ),
+            (
+                "\"111111111111111111\" = \"alice-gh\"",
+                "\"abc\" = \"alice\"",
+                "github.static_links.abc",
+                "Discord user id",
+            ),
+            (
+                "\"111111111111111111\" = \"alice-gh\"",
+                "\"1\" = \"-bad\"",
+                "github.static_links.1",
+                "not a GitHub login",
+            ),
+            (
+                "oauth_base_url = \"https://github.com\"",
+                "oauth_base_url = \"github.com\"",
+                "github.oauth_base_url",
+                "http",
+            ),
         ];
         for (from, to, key, words) in cases {
             assert!(EXAMPLE.contains(from), "example lacks {from}");
@@ -414,6 +544,12 @@ mod tests {
             assert_eq!(e.file, "x.toml");
             assert!(!e.to_string().contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let e = Config::parse("x.toml", "[discord]\nguild_id = 1\nbroken line\n").unwrap_err();
+        assert_eq!(e.key, "line 3", "{e}");
     }
 
     #[test]
