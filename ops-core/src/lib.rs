@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod layers;
 pub mod ops;
+pub mod permissions;
 pub mod redact;
 pub mod secret;
 pub mod status;
