@@ -3,6 +3,7 @@
 //! `commands` crate renders its results, the `bot` crate wires it up.
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod audit;
 pub mod config;
 pub mod layers;

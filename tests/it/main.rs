@@ -1,1 +1,8 @@
-fn main(){}
+//! The one integration test binary of sprocket-ops. Modules share helpers from the
+//! `sprocket_ops_tests` library (fake Discord, Swarm fixtures, the prepared environment).
+//! Tests that need Docker, OpenBao or Postgres fail when those are missing; none skips.
+
+mod architecture;
+mod fake_discord_selftest;
+mod store;
+mod swarm_fixture;

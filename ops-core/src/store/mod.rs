@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
+use crate::approvals::{ApprovalRequest, ApprovalState, Decision, PersonRef};
 use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::secret::Secret;
 
@@ -39,6 +40,38 @@ pub trait Store: Send + Sync {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
     /// Audit rows, newest first.
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Links a Discord user to a GitHub account (replacing an earlier link of that user).
+    async fn upsert_link(&self, link: &Link) -> Result<(), StoreError>;
+    async fn get_link(&self, discord_id: u64) -> Result<Option<Link>, StoreError>;
+    async fn list_links(&self) -> Result<Vec<Link>, StoreError>;
+
+    async fn create_approval(&self, req: &ApprovalRequest) -> Result<(), StoreError>;
+    async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRequest>, StoreError>;
+    async fn set_approval_message(&self, id: &str, channel_id: u64, message_id: u64) -> Result<(), StoreError>;
+    /// Records a vote; `false` when this person already voted on the request.
+    async fn add_vote(&self, id: &str, voter: &PersonRef, decision: Decision, at_ms: i64) -> Result<bool, StoreError>;
+    async fn count_votes(&self, id: &str, decision: Decision) -> Result<u32, StoreError>;
+    /// (login, decision) in the order they were cast.
+    async fn list_votes(&self, id: &str) -> Result<Vec<(String, Decision)>, StoreError>;
+    /// Moves `id` from `from` to `to` atomically; `false` if it was not in `from` (someone else
+    /// moved it first). A move out of `pending` also requires the request not to have expired.
+    async fn transition_approval(&self, id: &str, from: ApprovalState, to: ApprovalState, now_ms: i64) -> Result<bool, StoreError>;
+    /// Ends an `executing` request with its result.
+    async fn finish_approval(&self, id: &str, to: ApprovalState, now_ms: i64, result: &str) -> Result<(), StoreError>;
+    /// Expires every overdue pending request and returns those it expired.
+    async fn expire_approvals(&self, now_ms: i64) -> Result<Vec<ApprovalRequest>, StoreError>;
+    /// Marks requests left `executing` (a crash) as failed and returns them.
+    async fn fail_interrupted_approvals(&self, now_ms: i64, result: &str) -> Result<Vec<ApprovalRequest>, StoreError>;
+}
+
+/// A Discord user's GitHub account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub discord_id: u64,
+    pub github_id: u64,
+    pub github_login: String,
+    pub linked_at_ms: i64,
 }
 
 /// Opens (creating a SQLite file if needed) and migrates the store named by `url`.

@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use sqlx::{Pool, Postgres, Row, Sqlite};
 
-use super::{Store, StoreError};
+use super::{Link, Store, StoreError};
+use crate::approvals::{ApprovalRequest, ApprovalState, Decision, PersonRef};
 use crate::audit::{Actor, AuditEntry, AuditFilter, AuditRecord, Frontend, Outcome};
 
 fn query_err(e: sqlx::Error) -> StoreError {
@@ -46,6 +47,64 @@ where
             error_id: row.try_get("error_id")?,
             duration_ms: row.try_get("duration_ms")?,
         },
+    })
+}
+
+const APPROVAL_COLUMNS: &str = "id, action, params, digest, summary, requester_github_id, requester_login, requester_discord_id, rule, state, created_at_ms, expires_at_ms, channel_id, message_id, result";
+
+fn approval_from_row<R: Row>(row: &R) -> Result<ApprovalRequest, sqlx::Error>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    let decode = |col: &str, e: String| sqlx::Error::ColumnDecode {
+        index: col.to_string(),
+        source: e.into(),
+    };
+    let params: String = row.try_get("params")?;
+    let rule: String = row.try_get("rule")?;
+    let state: String = row.try_get("state")?;
+    let id_col = |col: &str| -> Result<Option<u64>, sqlx::Error> {
+        let v: Option<String> = row.try_get(col)?;
+        Ok(v.and_then(|v| v.parse().ok()))
+    };
+    Ok(ApprovalRequest {
+        id: row.try_get("id")?,
+        action: row.try_get("action")?,
+        params: serde_json::from_str(&params).map_err(|e| decode("params", e.to_string()))?,
+        digest: row.try_get("digest")?,
+        summary: row.try_get("summary")?,
+        requester: PersonRef {
+            github_id: row.try_get::<i64, _>("requester_github_id")? as u64,
+            login: row.try_get("requester_login")?,
+            discord_id: row
+                .try_get::<String, _>("requester_discord_id")?
+                .parse()
+                .map_err(|_| decode("requester_discord_id", "not a snowflake".into()))?,
+        },
+        rule: serde_json::from_str(&rule).map_err(|e| decode("rule", e.to_string()))?,
+        state: ApprovalState::parse(&state).ok_or_else(|| decode("state", state.clone()))?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+        channel_id: id_col("channel_id")?,
+        message_id: id_col("message_id")?,
+        result: row.try_get("result")?,
+    })
+}
+
+fn link_from_row<R: Row>(row: &R) -> Result<Link, sqlx::Error>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    Ok(Link {
+        discord_id: row.try_get::<String, _>("discord_id")?.parse().unwrap_or(0),
+        github_id: row.try_get::<i64, _>("github_id")? as u64,
+        github_login: row.try_get("github_login")?,
+        linked_at_ms: row.try_get("linked_at_ms")?,
     })
 }
 
@@ -103,6 +162,181 @@ macro_rules! sql_store {
                 rows.iter()
                     .map(|r| audit_from_row(r).map_err(query_err))
                     .collect()
+            }
+
+            async fn upsert_link(&self, l: &Link) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO links (discord_id, github_id, github_login, linked_at_ms) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (discord_id) DO UPDATE SET github_id = excluded.github_id, \
+                     github_login = excluded.github_login, linked_at_ms = excluded.linked_at_ms",
+                )
+                .bind(l.discord_id.to_string())
+                .bind(l.github_id as i64)
+                .bind(&l.github_login)
+                .bind(l.linked_at_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(query_err)?;
+                Ok(())
+            }
+
+            async fn get_link(&self, discord_id: u64) -> Result<Option<Link>, StoreError> {
+                let row = sqlx::query("SELECT discord_id, github_id, github_login, linked_at_ms FROM links WHERE discord_id = $1")
+                    .bind(discord_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                row.map(|r| link_from_row(&r).map_err(query_err)).transpose()
+            }
+
+            async fn list_links(&self) -> Result<Vec<Link>, StoreError> {
+                let rows = sqlx::query("SELECT discord_id, github_id, github_login, linked_at_ms FROM links ORDER BY discord_id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                rows.iter().map(|r| link_from_row(r).map_err(query_err)).collect()
+            }
+
+            async fn create_approval(&self, r: &ApprovalRequest) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO approvals (id, action, params, digest, summary, requester_github_id, requester_login, \
+                     requester_discord_id, rule, state, created_at_ms, expires_at_ms, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11)",
+                )
+                .bind(&r.id)
+                .bind(&r.action)
+                .bind(r.params.to_string())
+                .bind(&r.digest)
+                .bind(&r.summary)
+                .bind(r.requester.github_id as i64)
+                .bind(&r.requester.login)
+                .bind(r.requester.discord_id.to_string())
+                .bind(serde_json::to_string(&r.rule).unwrap_or_default())
+                .bind(r.state.as_str())
+                .bind(r.created_at_ms)
+                .bind(r.expires_at_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(query_err)?;
+                Ok(())
+            }
+
+            async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRequest>, StoreError> {
+                let row = sqlx::query(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                row.map(|r| approval_from_row(&r).map_err(query_err)).transpose()
+            }
+
+            async fn set_approval_message(&self, id: &str, channel_id: u64, message_id: u64) -> Result<(), StoreError> {
+                sqlx::query("UPDATE approvals SET channel_id = $2, message_id = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(channel_id.to_string())
+                    .bind(message_id.to_string())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                Ok(())
+            }
+
+            async fn add_vote(&self, id: &str, v: &PersonRef, d: Decision, at_ms: i64) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO approval_votes (approval_id, voter_github_id, voter_login, voter_discord_id, decision, at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (approval_id, voter_github_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(v.github_id as i64)
+                .bind(&v.login)
+                .bind(v.discord_id.to_string())
+                .bind(d.as_str())
+                .bind(at_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(query_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn count_votes(&self, id: &str, d: Decision) -> Result<u32, StoreError> {
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM approval_votes WHERE approval_id = $1 AND decision = $2")
+                    .bind(id)
+                    .bind(d.as_str())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                Ok(row.try_get::<i64, _>("n").map_err(query_err)? as u32)
+            }
+
+            async fn list_votes(&self, id: &str) -> Result<Vec<(String, Decision)>, StoreError> {
+                let rows = sqlx::query("SELECT voter_login, decision FROM approval_votes WHERE approval_id = $1 ORDER BY at_ms, voter_login")
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                rows.iter()
+                    .map(|r| {
+                        let d: String = r.try_get("decision").map_err(query_err)?;
+                        let d = if d == "deny" { Decision::Deny } else { Decision::Approve };
+                        Ok((r.try_get("voter_login").map_err(query_err)?, d))
+                    })
+                    .collect()
+            }
+
+            async fn transition_approval(&self, id: &str, from: ApprovalState, to: ApprovalState, now_ms: i64) -> Result<bool, StoreError> {
+                let expiry_guard = if from == ApprovalState::Pending && to != ApprovalState::Expired {
+                    " AND expires_at_ms > $4"
+                } else {
+                    " AND $4 = $4"
+                };
+                let done = sqlx::query(&format!(
+                    "UPDATE approvals SET state = $3, updated_at_ms = $4 WHERE id = $1 AND state = $2{expiry_guard}"
+                ))
+                .bind(id)
+                .bind(from.as_str())
+                .bind(to.as_str())
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(query_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn finish_approval(&self, id: &str, to: ApprovalState, now_ms: i64, result: &str) -> Result<(), StoreError> {
+                sqlx::query("UPDATE approvals SET state = $2, updated_at_ms = $3, result = $4 WHERE id = $1 AND state = 'executing'")
+                    .bind(id)
+                    .bind(to.as_str())
+                    .bind(now_ms)
+                    .bind(result)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                Ok(())
+            }
+
+            async fn expire_approvals(&self, now_ms: i64) -> Result<Vec<ApprovalRequest>, StoreError> {
+                let rows = sqlx::query(&format!(
+                    "UPDATE approvals SET state = 'expired', updated_at_ms = $1 \
+                     WHERE state = 'pending' AND expires_at_ms <= $1 RETURNING {APPROVAL_COLUMNS}"
+                ))
+                .bind(now_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_err)?;
+                rows.iter().map(|r| approval_from_row(r).map_err(query_err)).collect()
+            }
+
+            async fn fail_interrupted_approvals(&self, now_ms: i64, result: &str) -> Result<Vec<ApprovalRequest>, StoreError> {
+                let rows = sqlx::query(&format!(
+                    "UPDATE approvals SET state = 'failed', updated_at_ms = $1, result = $2 \
+                     WHERE state = 'executing' RETURNING {APPROVAL_COLUMNS}"
+                ))
+                .bind(now_ms)
+                .bind(result)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_err)?;
+                rows.iter().map(|r| approval_from_row(r).map_err(query_err)).collect()
             }
         }
     };

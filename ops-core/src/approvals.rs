@@ -1,0 +1,473 @@
+//! Two-person approvals for destructive actions. A request is persisted with the action, its
+//! exact parameters and a digest of what will run; approvers are checked at the click; state
+//! moves only by conditional store updates, so concurrent or replayed clicks execute at most
+//! once. Button ids carry the request id and a MAC, so forged or altered ids are refused.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ops::now_ms;
+use crate::permissions::{ApprovalRule, Permissions};
+use crate::store::{Store, StoreError};
+use crate::OpsError;
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Executing,
+    Done,
+    Failed,
+    Denied,
+    Expired,
+    /// What would run changed after the approval: a new request is needed.
+    Void,
+}
+
+impl ApprovalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Executing => "executing",
+            ApprovalState::Done => "done",
+            ApprovalState::Failed => "failed",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Expired => "expired",
+            ApprovalState::Void => "void",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ApprovalState> {
+        Some(match s {
+            "pending" => ApprovalState::Pending,
+            "approved" => ApprovalState::Approved,
+            "executing" => ApprovalState::Executing,
+            "done" => ApprovalState::Done,
+            "failed" => ApprovalState::Failed,
+            "denied" => ApprovalState::Denied,
+            "expired" => ApprovalState::Expired,
+            "void" => ApprovalState::Void,
+            _ => return None,
+        })
+    }
+}
+
+/// A person as the approval rules see them: one GitHub account, whatever Discord account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonRef {
+    pub github_id: u64,
+    pub login: String,
+    pub discord_id: u64,
+}
+
+/// A persisted request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    pub id: String,
+    pub action: String,
+    pub params: serde_json::Value,
+    pub digest: String,
+    /// What will run, for people ("scale prod-web to 0 replicas").
+    pub summary: String,
+    pub requester: PersonRef,
+    pub rule: ApprovalRule,
+    pub state: ApprovalState,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub channel_id: Option<u64>,
+    pub message_id: Option<u64>,
+    pub result: Option<String>,
+}
+
+/// One approver's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// What an action looks like to the approval engine. Executors live with their subsystems
+/// (Swarm, Pulumi, Vault); tests use counting fakes.
+#[async_trait]
+pub trait ActionExecutor: Send + Sync {
+    /// A digest of what would run now (for example the service's spec version). If it differs
+    /// between request and execution, the approval is void.
+    async fn digest(&self, params: &serde_json::Value) -> Result<String, OpsError>;
+    /// Runs the action; the summary is safe to show.
+    async fn execute(&self, params: &serde_json::Value) -> Result<String, OpsError>;
+}
+
+/// Why a click or request was refused; the text is safe to show to the person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("this button is not valid (forged or altered)")]
+    BadButton,
+    #[error("unknown approval request")]
+    Unknown,
+    #[error("already decided: the request is {0}")]
+    AlreadyDecided(&'static str),
+    #[error("the request expired")]
+    Expired,
+    #[error("you cannot approve or deny your own request")]
+    OwnRequest,
+    #[error("you already approved this request")]
+    AlreadyVoted,
+    #[error("your roles do not allow approving `{0}`")]
+    NotAnApprover(String),
+    #[error("no approval rule for `{0}`")]
+    NoRule(String),
+    #[error("nobody other than you could approve `{0}`: refused")]
+    NoEligibleApprover(String),
+    #[error("the approvals store is unavailable, so destructive actions are refused")]
+    Store,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "approval store error");
+        Refusal::Store
+    }
+}
+
+/// The result of a click that was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// More approvals are needed.
+    Recorded { have: u32, need: u32 },
+    /// This click completed the approvals: the caller executes.
+    Approved,
+    Denied,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executed {
+    Done(String),
+    Failed(String),
+    /// What would run changed since the request.
+    Void,
+    /// Someone else is executing or executed it.
+    NotMine,
+}
+
+/// The button kinds on an approval message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ButtonKind {
+    Approve,
+    Deny,
+    /// The second step of Approve, against mis-clicks.
+    Confirm,
+}
+
+impl ButtonKind {
+    fn code(self) -> char {
+        match self {
+            ButtonKind::Approve => 'a',
+            ButtonKind::Deny => 'd',
+            ButtonKind::Confirm => 'c',
+        }
+    }
+}
+
+/// The approval engine.
+pub struct Approvals {
+    store: Arc<dyn Store>,
+    perms: Arc<Permissions>,
+    mac_key: Vec<u8>,
+    executors: HashMap<String, Arc<dyn ActionExecutor>>,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+impl Approvals {
+    /// `mac_secret`: a server secret (the bot derives it from its Discord token).
+    pub fn new(store: Arc<dyn Store>, perms: Arc<Permissions>, mac_secret: &[u8]) -> Approvals {
+        let mut h = Sha256::new();
+        h.update(b"sprocket-ops approval buttons v1\0");
+        h.update(mac_secret);
+        Approvals {
+            store,
+            perms,
+            mac_key: h.finalize().to_vec(),
+            executors: HashMap::new(),
+        }
+    }
+
+    pub fn register(&mut self, action: &str, executor: Arc<dyn ActionExecutor>) {
+        self.executors.insert(action.to_string(), executor);
+    }
+
+    pub fn permissions(&self) -> &Permissions {
+        &self.perms
+    }
+
+    fn mac(&self, id: &str, kind: ButtonKind) -> String {
+        let mut m = HmacSha256::new_from_slice(&self.mac_key).expect("HMAC takes any key length");
+        m.update(format!("{id}:{}", kind.code()).as_bytes());
+        let tag = m.finalize().into_bytes();
+        tag[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// `apr:<id>:<kind>:<mac>`, at most 100 characters.
+    pub fn custom_id(&self, id: &str, kind: ButtonKind) -> String {
+        format!("apr:{id}:{}:{}", kind.code(), self.mac(id, kind))
+    }
+
+    /// Parses and authenticates a button id. `None` for ids that are not approval buttons.
+    pub fn parse_custom_id(&self, custom_id: &str) -> Option<Result<(String, ButtonKind), Refusal>> {
+        let rest = custom_id.strip_prefix("apr:")?;
+        let mut parts = rest.split(':');
+        let (Some(id), Some(kind), Some(mac), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Some(Err(Refusal::BadButton));
+        };
+        let kind = match kind {
+            "a" => ButtonKind::Approve,
+            "d" => ButtonKind::Deny,
+            "c" => ButtonKind::Confirm,
+            _ => return Some(Err(Refusal::BadButton)),
+        };
+        let expected = self.mac(id, kind);
+        // Constant-time comparison.
+        let ok = expected.len() == mac.len()
+            && expected.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        Some(if ok { Ok((id.to_string(), kind)) } else { Err(Refusal::BadButton) })
+    }
+
+    /// Persists a request. The caller has checked the requester's own permission to ask, and
+    /// `eligible_approvers` (people other than the requester who could approve) is known.
+    pub async fn request(
+        &self,
+        requester: &PersonRef,
+        action: &str,
+        params: serde_json::Value,
+        summary: &str,
+        eligible_approvers: usize,
+    ) -> Result<ApprovalRequest, Refusal> {
+        let rule = self
+            .perms
+            .rule(action)
+            .cloned()
+            .ok_or_else(|| Refusal::NoRule(action.to_string()))?;
+        if eligible_approvers < rule.approvals as usize {
+            return Err(Refusal::NoEligibleApprover(action.to_string()));
+        }
+        let executor = self.executor(action)?;
+        let digest = executor
+            .digest(&params)
+            .await
+            .map_err(|e| Refusal::Other(e.to_string()))?;
+        let now = now_ms();
+        let req = ApprovalRequest {
+            id: new_request_id(),
+            action: action.to_string(),
+            params,
+            digest,
+            summary: summary.to_string(),
+            requester: requester.clone(),
+            state: ApprovalState::Pending,
+            created_at_ms: now,
+            expires_at_ms: now + i64::from(rule.expiry_minutes) * 60_000,
+            rule,
+            channel_id: None,
+            message_id: None,
+            result: None,
+        };
+        self.store.create_approval(&req).await?;
+        Ok(req)
+    }
+
+    fn executor(&self, action: &str) -> Result<&Arc<dyn ActionExecutor>, Refusal> {
+        self.executors
+            .get(action)
+            .ok_or_else(|| Refusal::Other(format!("`{action}` cannot be executed by this build")))
+    }
+
+    pub async fn get(&self, id: &str) -> Result<ApprovalRequest, Refusal> {
+        self.store.get_approval(id).await?.ok_or(Refusal::Unknown)
+    }
+
+    pub async fn set_message(&self, id: &str, channel_id: u64, message_id: u64) -> Result<(), Refusal> {
+        Ok(self.store.set_approval_message(id, channel_id, message_id).await?)
+    }
+
+    /// Checks that `clicker` may decide on `req` now (used before showing the confirmation and
+    /// again when the decision is recorded). `clicker_roles` must come from a fresh GitHub check.
+    pub fn check_decider(
+        &self,
+        req: &ApprovalRequest,
+        clicker: &PersonRef,
+        clicker_roles: &std::collections::BTreeSet<String>,
+    ) -> Result<(), Refusal> {
+        if req.state != ApprovalState::Pending {
+            return Err(Refusal::AlreadyDecided(req.state.as_str()));
+        }
+        if req.expires_at_ms <= now_ms() {
+            return Err(Refusal::Expired);
+        }
+        if clicker.github_id == req.requester.github_id {
+            return Err(Refusal::OwnRequest);
+        }
+        if !req.rule.approver_roles.iter().any(|r| clicker_roles.contains(r)) {
+            return Err(Refusal::NotAnApprover(req.action.clone()));
+        }
+        Ok(())
+    }
+
+    /// Records a decision. Exactly one click can move a request out of `pending`.
+    pub async fn decide(
+        &self,
+        id: &str,
+        clicker: &PersonRef,
+        clicker_roles: &std::collections::BTreeSet<String>,
+        decision: Decision,
+    ) -> Result<Decided, Refusal> {
+        let req = self.get(id).await?;
+        if req.state == ApprovalState::Pending && req.expires_at_ms <= now_ms() {
+            self.store
+                .transition_approval(id, ApprovalState::Pending, ApprovalState::Expired, now_ms())
+                .await?;
+            return Err(Refusal::Expired);
+        }
+        self.check_decider(&req, clicker, clicker_roles)?;
+        let now = now_ms();
+        match decision {
+            Decision::Deny => {
+                let _ = self.store.add_vote(id, clicker, decision, now).await?;
+                if self
+                    .store
+                    .transition_approval(id, ApprovalState::Pending, ApprovalState::Denied, now)
+                    .await?
+                {
+                    Ok(Decided::Denied)
+                } else {
+                    Err(self.already_decided(id).await)
+                }
+            }
+            Decision::Approve => {
+                if !self.store.add_vote(id, clicker, decision, now).await? {
+                    return Err(Refusal::AlreadyVoted);
+                }
+                let have = self.store.count_votes(id, Decision::Approve).await?;
+                let need = req.rule.approvals;
+                if have < need {
+                    return Ok(Decided::Recorded { have, need });
+                }
+                if self
+                    .store
+                    .transition_approval(id, ApprovalState::Pending, ApprovalState::Approved, now)
+                    .await?
+                {
+                    Ok(Decided::Approved)
+                } else {
+                    Err(self.already_decided(id).await)
+                }
+            }
+        }
+    }
+
+    async fn already_decided(&self, id: &str) -> Refusal {
+        match self.store.get_approval(id).await {
+            Ok(Some(r)) if r.state == ApprovalState::Expired => Refusal::Expired,
+            Ok(Some(r)) => Refusal::AlreadyDecided(r.state.as_str()),
+            Ok(None) => Refusal::Unknown,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Executes an approved request, once: only the caller that moves it to `executing` runs it.
+    pub async fn execute(&self, id: &str) -> Result<Executed, Refusal> {
+        let now = now_ms();
+        if !self
+            .store
+            .transition_approval(id, ApprovalState::Approved, ApprovalState::Executing, now)
+            .await?
+        {
+            return Ok(Executed::NotMine);
+        }
+        let req = self.get(id).await?;
+        let executor = self.executor(&req.action)?;
+        let digest = match executor.digest(&req.params).await {
+            Ok(d) => d,
+            Err(e) => {
+                let msg = e.to_string();
+                self.finish(id, ApprovalState::Failed, &msg).await?;
+                return Ok(Executed::Failed(msg));
+            }
+        };
+        if digest != req.digest {
+            self.finish(id, ApprovalState::Void, "what would run changed since the request")
+                .await?;
+            return Ok(Executed::Void);
+        }
+        match executor.execute(&req.params).await {
+            Ok(summary) => {
+                self.finish(id, ApprovalState::Done, &summary).await?;
+                Ok(Executed::Done(summary))
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.finish(id, ApprovalState::Failed, &msg).await?;
+                Ok(Executed::Failed(msg))
+            }
+        }
+    }
+
+    async fn finish(&self, id: &str, to: ApprovalState, result: &str) -> Result<(), Refusal> {
+        self.store.finish_approval(id, to, now_ms(), result).await?;
+        Ok(())
+    }
+
+    /// Moves every overdue pending request to `expired` and returns them (to disable buttons).
+    pub async fn expire_due(&self) -> Result<Vec<ApprovalRequest>, Refusal> {
+        Ok(self.store.expire_approvals(now_ms()).await?)
+    }
+
+    /// Requests left `executing` by a crash become `failed` at start-up.
+    pub async fn recover_interrupted(&self) -> Result<Vec<ApprovalRequest>, Refusal> {
+        Ok(self
+            .store
+            .fail_interrupted_approvals(now_ms(), "interrupted: sprocket-ops restarted while executing")
+            .await?)
+    }
+
+    /// Who decided what so far.
+    pub async fn votes(&self, id: &str) -> Result<Vec<(String, Decision)>, Refusal> {
+        Ok(self.store.list_votes(id).await?)
+    }
+}
+
+/// 128 random bits as hex, from the OS.
+fn new_request_id() -> String {
+    let mut buf = [0u8; 16];
+    if getrandom(&mut buf).is_err() {
+        // Fall back to time and a counter: unique, if guessable; the MAC still protects buttons.
+        let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128;
+        buf = (t ^ (std::process::id() as u128) << 64).to_le_bytes();
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}

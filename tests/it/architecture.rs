@@ -1,0 +1,150 @@
+//! The crate boundaries of ARCHITECTURE.md, enforced: each invariant is stated as an absence and
+//! checked against `cargo metadata` (the resolved dependency graph) and the sources.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::Command;
+
+use sprocket_ops_tests::env::workspace_root;
+
+struct Graph {
+    /// package name -> names of its normal (non-dev) dependencies.
+    deps: HashMap<String, BTreeSet<String>>,
+}
+
+/// The host target triple, so metadata only resolves packages built here.
+fn host_triple() -> String {
+    let out = Command::new("rustc").arg("-vV").output().expect("rustc runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_string()
+}
+
+fn graph() -> Graph {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--filter-platform"])
+        .arg(host_triple())
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let names: HashMap<&str, &str> = v["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap_or(""), p["name"].as_str().unwrap_or("")))
+        .collect();
+    let mut deps = HashMap::new();
+    for node in v["resolve"]["nodes"].as_array().expect("resolve nodes") {
+        let name = names[node["id"].as_str().unwrap_or("")].to_string();
+        let normal: BTreeSet<String> = node["deps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|k| k["kind"].is_null())
+            })
+            .map(|d| names[d["pkg"].as_str().unwrap_or("")].to_string())
+            .collect();
+        deps.entry(name).or_insert_with(BTreeSet::new).extend(normal);
+    }
+    Graph { deps }
+}
+
+impl Graph {
+    fn direct(&self, pkg: &str) -> &BTreeSet<String> {
+        &self.deps[pkg]
+    }
+
+    fn closure(&self, pkg: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![pkg.to_string()];
+        while let Some(p) = stack.pop() {
+            for d in self.deps.get(&p).into_iter().flatten() {
+                if seen.insert(d.clone()) {
+                    stack.push(d.clone());
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// (crate, forbidden, transitively?) — the table in ARCHITECTURE.md.
+const FORBIDDEN: &[(&str, &str, bool)] = &[
+    ("ops-core", "serenity", true),
+    ("ops-core", "poise", true),
+    ("ops-core", "commands", true),
+    ("ops-core", "sprocket-ops", true),
+    ("commands", "bollard", false),
+    ("commands", "vaultrs", false),
+    ("commands", "sqlx", false),
+    ("commands", "sprocket-ops", true),
+];
+
+#[test]
+fn crate_boundaries_hold_in_the_dependency_graph() {
+    let g = graph();
+    for (krate, forbidden, transitive) in FORBIDDEN {
+        let set = if *transitive { g.closure(krate) } else { g.direct(krate).clone() };
+        assert!(
+            !set.contains(*forbidden),
+            "ARCHITECTURE.md invariant broken: {krate} must not depend on {forbidden}{}",
+            if *transitive { " (even indirectly)" } else { " directly" }
+        );
+    }
+}
+
+/// The check above must be able to fail: the bot does depend on poise, ops-core on bollard.
+#[test]
+fn boundary_check_sees_real_edges() {
+    let g = graph();
+    assert!(g.closure("sprocket-ops").contains("serenity"));
+    assert!(g.direct("ops-core").contains("bollard"));
+    assert!(g.direct("commands").contains("poise"));
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("readable source dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn ops_core_sources_never_name_discord_libraries_and_every_module_has_a_header() {
+    for krate in ["ops-core", "commands", "bot"] {
+        let mut files = Vec::new();
+        rust_files(&workspace_root().join(krate).join("src"), &mut files);
+        assert!(!files.is_empty());
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("readable");
+            assert!(text.starts_with("//!"), "{} lacks a //! header", f.display());
+            if krate == "ops-core" {
+                for word in ["serenity", "poise"] {
+                    assert!(!text.contains(word), "{} names {word}", f.display());
+                }
+            }
+            if f.ends_with("lib.rs") || f.ends_with("main.rs") {
+                assert!(text.contains("#![forbid(unsafe_code)]"), "{}", f.display());
+            }
+            assert!(
+                !text.contains("Command::new(\"sh\")") && !text.contains("Command::new(\"bash\")"),
+                "{} starts a shell",
+                f.display()
+            );
+        }
+    }
+}
