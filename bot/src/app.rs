@@ -4,8 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use ops_core::approvals::Approvals;
 use ops_core::config::Config;
+use ops_core::github::{GithubClient, MembershipCache};
+use ops_core::identity::Identity;
 use ops_core::layers::LayerMap;
+use ops_core::limits::RateLimits;
+use ops_core::permissions::Permissions;
 use ops_core::redact::Redactor;
 use ops_core::secret::Secret;
 use ops_core::swarm::docker::DockerSwarm;
@@ -13,9 +18,13 @@ use ops_core::Ops;
 
 use crate::exit::Exit;
 
-/// Reads and validates the config file; any problem is exit 64 with one line naming the key.
-pub fn load_config(path: &Path) -> Result<Config, Exit> {
-    Config::load(path).map_err(|e| Exit::new(Exit::USAGE, e.to_string()))
+/// Reads and validates the config file and the permissions file it names; any problem is
+/// exit 64 with one line naming the file and the key.
+pub fn load_config(path: &Path) -> Result<(Config, Permissions), Exit> {
+    let cfg = Config::load(path).map_err(|e| Exit::new(Exit::USAGE, e.to_string()))?;
+    let perms = Permissions::load(&cfg.permissions_file)
+        .map_err(|e| Exit::new(Exit::USAGE, e.to_string()))?;
+    Ok((cfg, perms))
 }
 
 /// The secrets the process holds, for the redactor.
@@ -23,18 +32,26 @@ pub fn load_config(path: &Path) -> Result<Config, Exit> {
 pub struct Secrets {
     pub discord_token: Option<Secret>,
     pub database_password: Option<Secret>,
+    pub github_token: Option<Secret>,
 }
 
 impl Secrets {
-    /// Resolves the database password (if configured); the Discord token only when `discord`.
+    /// Resolves the database password (if configured); the Discord and GitHub tokens only for
+    /// `serve` (`discord`), where roles cannot be known without the GitHub token.
     pub fn resolve(cfg: &Config, discord: bool) -> Result<Secrets, Exit> {
-        let discord_token = if discord {
-            Some(
-                cfg.discord_token()
-                    .map_err(|e| Exit::new(Exit::USAGE, e.to_string()))?,
-            )
+        let (discord_token, github_token) = if discord {
+            let d = cfg
+                .discord_token()
+                .map_err(|e| Exit::new(Exit::USAGE, e.to_string()))?;
+            let g = cfg.github.token.resolve().map_err(|m| {
+                Exit::new(
+                    Exit::USAGE,
+                    format!("(environment): github.token: {m} (needed to read team membership)"),
+                )
+            })?;
+            (Some(d), Some(g))
         } else {
-            None
+            (None, cfg.github.token.resolve().ok())
         };
         let database_password = match &cfg.database.password {
             Some(src) => Some(src.resolve().map_err(|m| {
@@ -48,6 +65,7 @@ impl Secrets {
         Ok(Secrets {
             discord_token,
             database_password,
+            github_token,
         })
     }
 
@@ -55,13 +73,18 @@ impl Secrets {
         self.discord_token
             .iter()
             .chain(self.database_password.iter())
+            .chain(self.github_token.iter())
             .map(Secret::expose)
     }
 }
 
 /// Opens the store (creating and migrating it) and sets up the Docker adapter (lazily
 /// connected: an unreachable engine does not stop start-up).
-pub async fn build_ops(cfg: &Config, secrets: &Secrets) -> Result<Arc<Ops>, Exit> {
+pub async fn build_ops(
+    cfg: &Config,
+    perms: Permissions,
+    secrets: &Secrets,
+) -> Result<Arc<Ops>, Exit> {
     let redactor = Arc::new(Redactor::new(secrets.values()));
     let store = ops_core::store::connect(&cfg.database.url, secrets.database_password.as_ref())
         .await
@@ -73,10 +96,32 @@ pub async fn build_ops(cfg: &Config, secrets: &Secrets) -> Result<Arc<Ops>, Exit
         })?;
     let swarm = DockerSwarm::new(&cfg.docker.host, cfg.docker.timeout_secs)
         .map_err(|e| Exit::new(Exit::USAGE, format!("docker.host: {e}: {}", e.detail())))?;
+    let github = GithubClient::new(&cfg.github, secrets.github_token.clone())
+        .map_err(|e| Exit::new(Exit::USAGE, format!("github: {e}")))?;
+    let perms = Arc::new(perms);
+    let identity = Identity::new(
+        Arc::clone(&store),
+        MembershipCache::from_config(Arc::new(github), &cfg.github),
+        Arc::clone(&perms),
+        &cfg.github.static_links,
+    );
+    // Approval buttons are authenticated with a key derived from the bot token: stable across
+    // restarts, never stored. The CLI posts no buttons and uses a per-process key.
+    let mac_secret = match &secrets.discord_token {
+        Some(t) => t.expose().as_bytes().to_vec(),
+        None => format!("cli-{}-{}", std::process::id(), ops_core::ops::now_ms()).into_bytes(),
+    };
+    let approvals = Approvals::new(Arc::clone(&store), perms, &mac_secret);
     Ok(Arc::new(Ops {
         swarm: Arc::new(swarm),
         store,
         layers: LayerMap::from_config(cfg),
         redactor,
+        identity: Arc::new(identity),
+        approvals: Arc::new(approvals),
+        limits: Arc::new(RateLimits::new(
+            cfg.limits.commands_per_minute,
+            cfg.limits.destructive_per_hour,
+        )),
     }))
 }

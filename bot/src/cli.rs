@@ -70,35 +70,27 @@ pub enum Command {
     },
 }
 
-/// `30m`, `12h`, `7d`, `90s` -> milliseconds.
+/// `30m`, `12h`, `7d`, `90s` -> milliseconds (the same parser as `/audit since`).
 pub fn parse_age(s: &str) -> Result<i64, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a number and a unit, like 30m, 12h or 7d"))?;
-    let mult = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{s}`: the unit must be s, m, h or d")),
-    };
-    n.checked_mul(mult)
-        .filter(|v| *v <= 3_650 * 86_400_000)
-        .ok_or_else(|| format!("`{s}` is too long ago"))
+    commands::parse_age(s)
 }
 
 /// Runs a subcommand.
 pub async fn run(cli: &Cli) -> Result<(), Exit> {
-    let cfg = load_config(&cli.config)?;
+    let (cfg, perms) = load_config(&cli.config)?;
     match &cli.command {
-        Command::Serve => crate::serve::serve(cfg, crate::serve::shutdown_signal()).await,
+        Command::Serve => crate::serve::serve(cfg, perms, crate::serve::shutdown_signal()).await,
         Command::CheckConfig => {
-            println!("{}: ok ({cfg})", cli.config.display());
+            println!(
+                "{}: ok ({cfg}); {}: ok ({} roles)",
+                cli.config.display(),
+                cfg.permissions_file.display(),
+                perms.role_names().count()
+            );
             Ok(())
         }
         Command::Status { json, layer } => {
-            let ops = build_ops(&cfg, &Secrets::resolve(&cfg, false)?).await?;
+            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
             if let Some(l) = layer {
                 ops.check_layer(l).map_err(|m| Exit::new(Exit::USAGE, m))?;
             }
@@ -131,7 +123,7 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             since,
             limit,
         } => {
-            let ops = build_ops(&cfg, &Secrets::resolve(&cfg, false)?).await?;
+            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
             let started = Instant::now();
             let filter = AuditFilter {
                 actor_id: user.clone(),

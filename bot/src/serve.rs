@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use ops_core::config::Config;
+use ops_core::permissions::Permissions;
 use poise::serenity_prelude as serenity;
 
 use crate::app::{build_ops, Secrets};
@@ -13,10 +14,11 @@ use crate::exit::Exit;
 /// Runs the bot until `shutdown` resolves (then closes the gateway and returns).
 pub async fn serve(
     cfg: Config,
+    perms: Permissions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Exit> {
     let secrets = Secrets::resolve(&cfg, true)?;
-    let ops = build_ops(&cfg, &secrets).await?;
+    let ops = build_ops(&cfg, perms, &secrets).await?;
     let token = secrets
         .discord_token
         .as_ref()
@@ -32,11 +34,48 @@ pub async fn serve(
     let http = http.build();
 
     let guild = serenity::GuildId::new(cfg.discord.guild_id);
-    let data_ops = Arc::clone(&ops);
+    let data = commands::Data {
+        ops: Arc::clone(&ops),
+        guild_id: cfg.discord.guild_id,
+        channels: commands::Channels {
+            alerts: cfg.discord.alerts_channel_id,
+            approvals: cfg.discord.approvals_channel_id,
+            audit: cfg.discord.audit_channel_id,
+        },
+        link: link_api(&cfg, &secrets)?,
+    };
+    match ops.approvals.recover_interrupted().await {
+        Ok(failed) if !failed.is_empty() => {
+            tracing::warn!(
+                count = failed.len(),
+                "approved actions were interrupted by a restart and marked failed"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!("could not recover interrupted approvals: {e}"),
+    }
+    let setup_data = data;
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
             commands: commands::all(),
             on_error: |e| Box::pin(commands::on_error(e)),
+            command_check: Some(|ctx| Box::pin(commands::channel_check(ctx))),
+            event_handler: |framework, event| {
+                Box::pin(async move {
+                    if let serenity::FullEvent::InteractionCreate {
+                        interaction: serenity::Interaction::Component(mci),
+                    } = event
+                    {
+                        commands::approval_ui::handle_component(
+                            framework.serenity_context,
+                            framework.user_data,
+                            mci,
+                        )
+                        .await;
+                    }
+                    Ok(())
+                })
+            },
             // Authorisation is sprocket-ops's own (GitHub teams), never Discord ownership.
             initialize_owners: false,
             ..Default::default()
@@ -51,7 +90,8 @@ pub async fn serve(
                     commands = framework.options().commands.len(),
                     "connected and registered slash commands"
                 );
-                Ok(commands::Data { ops: data_ops })
+                spawn_sweeper(Arc::clone(&ctx.http), setup_data.clone());
+                Ok(setup_data)
             })
         })
         .build();
@@ -79,6 +119,31 @@ pub async fn serve(
             format!("discord: {}", ops.redactor.redact(&e.to_string())),
         )
     })
+}
+
+/// The GitHub API for `/link`, when a device-flow client id is configured.
+fn link_api(
+    cfg: &Config,
+    secrets: &crate::app::Secrets,
+) -> Result<Option<Arc<dyn ops_core::github::GithubApi>>, Exit> {
+    if cfg.github.client_id.is_none() {
+        return Ok(None);
+    }
+    let client = ops_core::github::GithubClient::new(&cfg.github, secrets.github_token.clone())
+        .map_err(|e| Exit::new(Exit::USAGE, format!("github: {e}")))?;
+    Ok(Some(Arc::new(client)))
+}
+
+/// Every 10 s: expire overdue approval requests and disable their buttons (with the bot token,
+/// since interaction tokens last 15 minutes). Started by the framework's setup (first READY).
+fn spawn_sweeper(http: Arc<serenity::Http>, data: commands::Data) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            commands::approval_ui::sweep_expired(&http, &data).await;
+        }
+    });
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

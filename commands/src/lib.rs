@@ -3,18 +3,35 @@
 //! text and every parameter has a `#[description]`.
 #![forbid(unsafe_code)]
 
+pub mod approval_ui;
 pub mod render;
 
 use std::sync::Arc;
 
-use ops_core::audit::Actor;
+use ops_core::audit::{Actor, AuditFilter, Outcome};
+use ops_core::github::{run_device_flow, GithubApi};
+use ops_core::identity::Principal;
+use ops_core::ops::Access;
 use ops_core::Ops;
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-/// State shared by every command.
+/// The channels the bot posts to.
+#[derive(Debug, Clone, Copy)]
+pub struct Channels {
+    pub alerts: u64,
+    pub approvals: u64,
+    pub audit: u64,
+}
+
+/// State shared by every command (cheap to clone: handles only).
+#[derive(Clone)]
 pub struct Data {
     pub ops: Arc<Ops>,
+    pub guild_id: u64,
+    pub channels: Channels,
+    /// The GitHub API for `/link` (device flow), when a client id is configured.
+    pub link: Option<Arc<dyn GithubApi>>,
 }
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -31,13 +48,37 @@ impl std::fmt::Display for UserError {
 }
 impl std::error::Error for UserError {}
 
-/// Every command the bot registers, in help order.
+/// Every command the bot registers, in help order, with the permissions.toml key it checks.
 pub fn all() -> Vec<poise::Command<Data, Error>> {
-    vec![status(), whoami()]
+    vec![status(), whoami(), link(), audit()]
 }
 
 fn actor(ctx: Context<'_>) -> Actor {
     Actor::discord(ctx.author().id.get(), &ctx.author().name)
+}
+
+/// Checks the caller's role for `command` (permissions.toml) and rate limits; a refusal is an
+/// ephemeral message and nothing runs.
+async fn allow(
+    ctx: Context<'_>,
+    command: &str,
+    access: Access,
+) -> Result<Option<Principal>, Error> {
+    ctx.data()
+        .ops
+        .authorize(&actor(ctx), ctx.author().id.get(), command, access)
+        .await
+        .map_err(|d| UserError(format!("Not allowed: {d}")).into())
+}
+
+/// The global check: interactions are only accepted from allowed guilds and channels.
+pub async fn channel_check(ctx: Context<'_>) -> Result<bool, Error> {
+    let perms = ctx.data().ops.identity.permissions();
+    Ok(perms.channel_allowed(
+        ctx.data().guild_id,
+        ctx.guild_id().map(|g| g.get()),
+        ctx.channel_id().get(),
+    ))
 }
 
 async fn autocomplete_layer(
@@ -68,6 +109,7 @@ pub async fn status(
     if let Some(l) = &layer {
         ops.check_layer(l).map_err(UserError)?;
     }
+    allow(ctx, "status", Access::Read).await?;
     ctx.defer().await?;
     let report = ops
         .audited(
@@ -85,26 +127,163 @@ pub async fn status(
     Ok(())
 }
 
-/// Show who sprocket-ops thinks you are: your Discord identity and linked GitHub account.
+/// Show who sprocket-ops thinks you are: your Discord identity, GitHub account, teams and roles.
 #[poise::command(slash_command)]
 pub async fn whoami(ctx: Context<'_>) -> Result<(), Error> {
     let me = actor(ctx);
-    let embed = render::whoami_embed(&me);
-    ctx.send(CreateReply::default().embed(embed).ephemeral(true))
-        .await?;
+    let started = std::time::Instant::now();
+    let who = ctx
+        .data()
+        .ops
+        .identity
+        .resolve(
+            ctx.author().id.get(),
+            ops_core::github::Freshness::MayBeStale,
+        )
+        .await;
+    let why = who.as_ref().err().map(|e| e.to_string());
+    let page = render::whoami_page(&me, who.as_ref().map_err(|_| why.as_deref().unwrap_or("")));
+    ctx.send(
+        CreateReply::default()
+            .embed(page.to_embed())
+            .ephemeral(true),
+    )
+    .await?;
     ctx.data()
         .ops
         .record(
             &me,
             "whoami",
             &serde_json::json!({}),
-            ops_core::audit::Outcome::Ok,
+            Outcome::Ok,
             None,
             None,
-            std::time::Instant::now(),
+            started,
         )
         .await;
     Ok(())
+}
+
+/// Link your Discord account to your GitHub account (GitHub device flow: open the link, enter a code).
+#[poise::command(slash_command)]
+pub async fn link(ctx: Context<'_>) -> Result<(), Error> {
+    let Some(api) = ctx.data().link.clone() else {
+        return Err(UserError("Linking is not set up here (github.client_id is not configured); ask an admin to add you to github.static_links.".into()).into());
+    };
+    allow(ctx, "link", Access::Read).await?;
+    ctx.defer_ephemeral().await?;
+    let started = std::time::Instant::now();
+    let code = api
+        .start_device_flow()
+        .await
+        .map_err(|e| UserError(format!("GitHub: {e}")))?;
+    let handle = ctx
+        .send(
+            CreateReply::default()
+                .content(format!(
+                    "Open {} and enter the code **{}** within {} minutes. I will link the account that approves it.",
+                    code.verification_uri,
+                    code.user_code,
+                    code.expires_in / 60
+                ))
+                .ephemeral(true),
+        )
+        .await?;
+    let result = run_device_flow(api.as_ref(), &code, tokio::time::sleep).await;
+    let me = actor(ctx);
+    let (text, outcome) = match result {
+        Ok(user) => {
+            ctx.data()
+                .ops
+                .identity
+                .link(ctx.author().id.get(), &user)
+                .await
+                .map_err(|e| UserError(e.to_string()))?;
+            (
+                format!(
+                    "Linked to GitHub account `{}`. Run /whoami to see your roles.",
+                    user.login
+                ),
+                Outcome::Ok,
+            )
+        }
+        Err(e) => (format!("Not linked: {e}"), Outcome::Error),
+    };
+    handle
+        .edit(ctx, CreateReply::default().content(&text).ephemeral(true))
+        .await?;
+    ctx.data()
+        .ops
+        .record(
+            &me,
+            "link",
+            &serde_json::json!({}),
+            outcome,
+            Some(text),
+            None,
+            started,
+        )
+        .await;
+    Ok(())
+}
+
+/// Show the audit log: who did what, newest first.
+#[poise::command(slash_command, guild_only)]
+pub async fn audit(
+    ctx: Context<'_>,
+    #[description = "Only this Discord user"] user: Option<serenity::User>,
+    #[description = "Only entries newer than this, like 30m, 12h or 7d"] since: Option<String>,
+) -> Result<(), Error> {
+    let since_ms = match &since {
+        Some(s) => Some(ops_core::ops::now_ms() - parse_age(s).map_err(UserError)?),
+        None => None,
+    };
+    allow(ctx, "audit", Access::Read).await?;
+    ctx.defer_ephemeral().await?;
+    let filter = AuditFilter {
+        actor_id: user.as_ref().map(|u| u.id.get().to_string()),
+        since_ms,
+        limit: 25,
+    };
+    let ops = ctx.data().ops.clone();
+    let rows = ops
+        .audited(
+            &actor(ctx),
+            "audit",
+            serde_json::json!({ "user": filter.actor_id, "since": since }),
+            || async {
+                ops.audit_log(&filter)
+                    .await
+                    .map_err(|e| ops.fail("the audit log is unavailable", &e))
+            },
+        )
+        .await?;
+    let page = render::audit_page(&rows);
+    ctx.send(
+        CreateReply::default()
+            .embed(page.to_embed())
+            .ephemeral(true),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `30m`, `12h`, `7d`, `90s` -> milliseconds.
+pub fn parse_age(s: &str) -> Result<i64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a number and a unit, like 30m, 12h or 7d"))?;
+    let mult = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{s}`: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v <= 3_650 * 86_400_000)
+        .ok_or_else(|| format!("`{s}` is too long ago"))
 }
 
 /// The framework's error handler: user mistakes are shown to the user; anything else is logged
@@ -142,6 +321,20 @@ pub async fn on_error(err: poise::FrameworkError<'_, Data, Error>) {
             ctx,
             "This command works in the operations server only.".to_string(),
         ),
+        poise::FrameworkError::PermissionFetchFailed { ctx, .. } => (
+            ctx,
+            "Discord did not tell me this channel's permissions; try again in a moment."
+                .to_string(),
+        ),
+        poise::FrameworkError::CommandCheckFailed { ctx, error, .. } => {
+            if let Some(e) = error {
+                tracing::warn!("command check failed: {e}");
+            }
+            (
+                ctx,
+                "Commands are not accepted in this channel.".to_string(),
+            )
+        }
         other => {
             tracing::warn!("framework error: {other}");
             return;

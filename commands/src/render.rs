@@ -2,7 +2,10 @@
 //! 25 fields and 6000 characters per embed). Pure: pages are plain data first, so the limits
 //! are unit-tested without Discord.
 
-use ops_core::audit::Actor;
+use ops_core::approvals::{ApprovalRequest, ApprovalState, Decision};
+use ops_core::audit::{Actor, AuditRecord};
+use ops_core::identity::Principal;
+use ops_core::permissions::EVERYONE;
 use ops_core::status::{ServiceStatus, StatusReport};
 use poise::serenity_prelude as serenity;
 
@@ -196,26 +199,165 @@ fn field_name(layer: &str, part: usize) -> String {
     }
 }
 
-/// `/whoami`.
-pub fn whoami_page(me: &Actor) -> Page {
-    let github = match &me.github_login {
-        Some(l) => format!("`{l}`"),
-        None => "not linked".to_string(),
+/// `/whoami`: the Discord identity, the linked GitHub account, its teams and roles.
+pub fn whoami_page(me: &Actor, who: Result<&Principal, &str>) -> Page {
+    let mut fields = vec![("Discord".into(), format!("{} (`{}`)", me.name, me.id))];
+    let color = match who {
+        Ok(p) => {
+            fields.push((
+                "GitHub".into(),
+                format!("`{}` (id {})", p.person.login, p.person.github_id),
+            ));
+            let teams: Vec<&str> = p.teams.iter().map(String::as_str).collect();
+            fields.push((
+                "Teams".into(),
+                if teams.is_empty() {
+                    "none".into()
+                } else {
+                    teams.join(", ")
+                },
+            ));
+            let roles: Vec<&str> = p
+                .roles
+                .iter()
+                .map(String::as_str)
+                .filter(|r| *r != EVERYONE)
+                .collect();
+            fields.push((
+                "Roles".into(),
+                if roles.is_empty() {
+                    "none".into()
+                } else {
+                    roles.join(", ")
+                },
+            ));
+            if p.stale {
+                fields.push((
+                    "Note".into(),
+                    "GitHub is unreachable: this is a cached answer".into(),
+                ));
+            }
+            GREEN
+        }
+        Err(why) => {
+            fields.push(("GitHub".into(), clip(why, FIELD_VALUE_MAX)));
+            YELLOW
+        }
     };
     Page {
         title: "Who am I".into(),
         description: String::new(),
-        color: GREEN,
-        fields: vec![
-            ("Discord".into(), format!("{} (`{}`)", me.name, me.id)),
-            ("GitHub".into(), github),
-        ],
+        color,
+        fields,
         footer: String::new(),
     }
 }
 
-pub fn whoami_embed(me: &Actor) -> serenity::CreateEmbed {
-    whoami_page(me).to_embed()
+/// The newest audit rows.
+pub fn audit_page(rows: &[AuditRecord]) -> Page {
+    let mut lines = Vec::new();
+    for r in rows {
+        let e = &r.entry;
+        let who = match &e.actor.github_login {
+            Some(l) => format!("{} ({l})", e.actor.name),
+            None => e.actor.name.clone(),
+        };
+        lines.push(clip(
+            &format!(
+                "<t:{}:f> `{}` {} {} **{}** {}",
+                e.at_ms / 1000,
+                e.actor.frontend.as_str(),
+                who,
+                e.command,
+                e.outcome.as_str(),
+                e.params
+            ),
+            300,
+        ));
+    }
+    let mut description = String::new();
+    for l in lines {
+        if description.len() + l.len() + 1 > 4000 {
+            break;
+        }
+        description.push_str(&l);
+        description.push('\n');
+    }
+    if description.is_empty() {
+        description = "No entries.".into();
+    }
+    Page {
+        title: "Audit log".into(),
+        description,
+        color: GREEN,
+        fields: vec![],
+        footer: format!("{} entries, newest first", rows.len()),
+    }
+}
+
+/// An approval request as the approvals channel shows it.
+pub fn approval_page(req: &ApprovalRequest, votes: &[(String, Decision)]) -> Page {
+    let (color, state) = match req.state {
+        ApprovalState::Pending => (YELLOW, "⏳ waiting for approval".to_string()),
+        ApprovalState::Approved | ApprovalState::Executing => {
+            (YELLOW, "▶️ approved, executing".into())
+        }
+        ApprovalState::Done => (GREEN, "✅ done".into()),
+        ApprovalState::Failed => (RED, "❌ failed".into()),
+        ApprovalState::Denied => (RED, "🚫 denied".into()),
+        ApprovalState::Expired => (RED, "⌛ expired".into()),
+        ApprovalState::Void => (RED, "⚠️ void: what would run changed".into()),
+    };
+    let approvers = req.rule.approver_roles.join(" or ");
+    let mut fields = vec![
+        (
+            "Requested by".into(),
+            format!(
+                "`{}` (<@{}>)",
+                req.requester.login, req.requester.discord_id
+            ),
+        ),
+        (
+            "Needs".into(),
+            format!(
+                "{} approval(s) from {approvers}, not the requester",
+                req.rule.approvals
+            ),
+        ),
+        ("State".into(), state),
+    ];
+    if req.state == ApprovalState::Pending {
+        fields.push((
+            "Expires".into(),
+            format!("<t:{}:R>", req.expires_at_ms / 1000),
+        ));
+    }
+    if !votes.is_empty() {
+        let v: Vec<String> = votes
+            .iter()
+            .map(|(login, d)| {
+                format!(
+                    "`{login}` {}",
+                    if *d == Decision::Approve {
+                        "approved"
+                    } else {
+                        "denied"
+                    }
+                )
+            })
+            .collect();
+        fields.push(("Decisions".into(), clip(&v.join(", "), FIELD_VALUE_MAX)));
+    }
+    if let Some(r) = &req.result {
+        fields.push(("Result".into(), clip(r, FIELD_VALUE_MAX)));
+    }
+    Page {
+        title: clip(&format!("Approval: {}", req.action), 256),
+        description: clip(&req.summary, 2000),
+        color,
+        fields,
+        footer: format!("request {}", req.id),
+    }
 }
 
 #[cfg(test)]

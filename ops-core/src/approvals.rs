@@ -153,7 +153,10 @@ impl From<StoreError> for Refusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decided {
     /// More approvals are needed.
-    Recorded { have: u32, need: u32 },
+    Recorded {
+        have: u32,
+        need: u32,
+    },
     /// This click completed the approvals: the caller executes.
     Approved,
     Denied,
@@ -234,10 +237,15 @@ impl Approvals {
     }
 
     /// Parses and authenticates a button id. `None` for ids that are not approval buttons.
-    pub fn parse_custom_id(&self, custom_id: &str) -> Option<Result<(String, ButtonKind), Refusal>> {
+    pub fn parse_custom_id(
+        &self,
+        custom_id: &str,
+    ) -> Option<Result<(String, ButtonKind), Refusal>> {
         let rest = custom_id.strip_prefix("apr:")?;
         let mut parts = rest.split(':');
-        let (Some(id), Some(kind), Some(mac), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(id), Some(kind), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Some(Err(Refusal::BadButton));
         };
         let kind = match kind {
@@ -249,8 +257,16 @@ impl Approvals {
         let expected = self.mac(id, kind);
         // Constant-time comparison.
         let ok = expected.len() == mac.len()
-            && expected.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        Some(if ok { Ok((id.to_string(), kind)) } else { Err(Refusal::BadButton) })
+            && expected
+                .bytes()
+                .zip(mac.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        Some(if ok {
+            Ok((id.to_string(), kind))
+        } else {
+            Err(Refusal::BadButton)
+        })
     }
 
     /// Persists a request. The caller has checked the requester's own permission to ask, and
@@ -306,8 +322,16 @@ impl Approvals {
         self.store.get_approval(id).await?.ok_or(Refusal::Unknown)
     }
 
-    pub async fn set_message(&self, id: &str, channel_id: u64, message_id: u64) -> Result<(), Refusal> {
-        Ok(self.store.set_approval_message(id, channel_id, message_id).await?)
+    pub async fn set_message(
+        &self,
+        id: &str,
+        channel_id: u64,
+        message_id: u64,
+    ) -> Result<(), Refusal> {
+        Ok(self
+            .store
+            .set_approval_message(id, channel_id, message_id)
+            .await?)
     }
 
     /// Checks that `clicker` may decide on `req` now (used before showing the confirmation and
@@ -327,7 +351,12 @@ impl Approvals {
         if clicker.github_id == req.requester.github_id {
             return Err(Refusal::OwnRequest);
         }
-        if !req.rule.approver_roles.iter().any(|r| clicker_roles.contains(r)) {
+        if !req
+            .rule
+            .approver_roles
+            .iter()
+            .any(|r| clicker_roles.contains(r))
+        {
             return Err(Refusal::NotAnApprover(req.action.clone()));
         }
         Ok(())
@@ -365,7 +394,11 @@ impl Approvals {
             }
             Decision::Approve => {
                 if !self.store.add_vote(id, clicker, decision, now).await? {
-                    return Err(Refusal::AlreadyVoted);
+                    // Either this person voted already, or the request left `pending` meanwhile.
+                    return Err(match self.already_decided(id).await {
+                        Refusal::AlreadyDecided("pending") => Refusal::AlreadyVoted,
+                        other => other,
+                    });
                 }
                 let have = self.store.count_votes(id, Decision::Approve).await?;
                 let need = req.rule.approvals;
@@ -415,8 +448,12 @@ impl Approvals {
             }
         };
         if digest != req.digest {
-            self.finish(id, ApprovalState::Void, "what would run changed since the request")
-                .await?;
+            self.finish(
+                id,
+                ApprovalState::Void,
+                "what would run changed since the request",
+            )
+            .await?;
             return Ok(Executed::Void);
         }
         match executor.execute(&req.params).await {
@@ -446,7 +483,10 @@ impl Approvals {
     pub async fn recover_interrupted(&self) -> Result<Vec<ApprovalRequest>, Refusal> {
         Ok(self
             .store
-            .fail_interrupted_approvals(now_ms(), "interrupted: sprocket-ops restarted while executing")
+            .fail_interrupted_approvals(
+                now_ms(),
+                "interrupted: sprocket-ops restarted while executing",
+            )
             .await?)
     }
 

@@ -41,6 +41,41 @@ pub struct Config {
     pub layer_order: Vec<String>,
     #[serde(default)]
     pub github: GithubConfig,
+    /// The roles and approval rules; relative paths are relative to this config file.
+    #[serde(default = "default_permissions_file")]
+    pub permissions_file: PathBuf,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+fn default_permissions_file() -> PathBuf {
+    PathBuf::from("permissions.toml")
+}
+
+/// Per-person rate limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default = "default_commands_per_minute")]
+    pub commands_per_minute: u32,
+    #[serde(default = "default_destructive_per_hour")]
+    pub destructive_per_hour: u32,
+}
+
+fn default_commands_per_minute() -> u32 {
+    30
+}
+fn default_destructive_per_hour() -> u32 {
+    10
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            commands_per_minute: default_commands_per_minute(),
+            destructive_per_hour: default_destructive_per_hour(),
+        }
+    }
 }
 
 /// GitHub: identity (OAuth device flow) and team membership, which grants roles.
@@ -226,7 +261,8 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Reads and parses a configuration file.
+    /// Reads and parses a configuration file; a relative `permissions_file` is resolved
+    /// against the config file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -234,7 +270,13 @@ impl Config {
             key: "(file)".into(),
             message: format!("cannot read: {}", e.kind()),
         })?;
-        Config::parse(&file, &text)
+        let mut cfg = Config::parse(&file, &text)?;
+        if cfg.permissions_file.is_relative() {
+            if let Some(dir) = path.parent() {
+                cfg.permissions_file = dir.join(&cfg.permissions_file);
+            }
+        }
+        Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
@@ -318,6 +360,20 @@ impl Config {
                     format!("github.static_links.{discord_id}"),
                     format!("`{login}` is not a GitHub login"),
                 ));
+            }
+        }
+        for (key, v) in [
+            (
+                "limits.commands_per_minute",
+                self.limits.commands_per_minute,
+            ),
+            (
+                "limits.destructive_per_hour",
+                self.limits.destructive_per_hour,
+            ),
+        ] {
+            if v == 0 || v > 10_000 {
+                return Err((key.into(), "must be between 1 and 10000".into()));
             }
         }
         if self.layers.is_empty() {

@@ -6,7 +6,10 @@
 pub mod approvals;
 pub mod audit;
 pub mod config;
+pub mod github;
+pub mod identity;
 pub mod layers;
+pub mod limits;
 pub mod ops;
 pub mod permissions;
 pub mod redact;

@@ -7,8 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::approvals::Approvals;
 use crate::audit::{Actor, AuditEntry, AuditFilter, AuditRecord, Outcome};
+use crate::github::Freshness;
+use crate::identity::{Identity, Principal};
 use crate::layers::LayerMap;
+use crate::limits::{Budget, RateLimits};
+use crate::permissions::EVERYONE;
 use crate::redact::Redactor;
 use crate::status::StatusReport;
 use crate::store::{Store, StoreError};
@@ -20,7 +25,25 @@ pub struct Ops {
     pub store: Arc<dyn Store>,
     pub layers: LayerMap,
     pub redactor: Arc<Redactor>,
+    pub identity: Arc<Identity>,
+    pub approvals: Arc<Approvals>,
+    pub limits: Arc<RateLimits>,
 }
+
+/// What a command is about to do, which decides how fresh the identity check must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read-only: a cached GitHub answer up to the configured maximum age is acceptable.
+    Read,
+    /// Changes something (or asks for an approval to): checked against GitHub now, refused if
+    /// GitHub, identity or the store cannot be checked.
+    Destructive,
+}
+
+/// A refusal, safe to show to the person. Recorded in the audit log as `denied`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
 
 /// An error shown to people as a safe summary plus an id; the detail goes to the log only.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +54,86 @@ pub struct OpsError {
 }
 
 impl Ops {
+    /// Checks that the Discord user may run `command` (its role from permissions.toml) and is
+    /// within their rate limits. Denials are audited. Commands open to `everyone` pass without
+    /// GitHub (`Ok(None)` when the person is not linked).
+    pub async fn authorize(
+        &self,
+        actor: &Actor,
+        discord_id: u64,
+        command: &str,
+        access: Access,
+    ) -> Result<Option<Principal>, Denied> {
+        let started = Instant::now();
+        let perms = self.identity.permissions();
+        let needed = perms.required_role(command).unwrap_or("(none)").to_string();
+        let freshness = match access {
+            Access::Read => Freshness::MayBeStale,
+            Access::Destructive => Freshness::MustBeFresh,
+        };
+        let result: Result<Option<Principal>, Denied> = async {
+            let principal = if needed == EVERYONE {
+                self.identity.resolve(discord_id, freshness).await.ok()
+            } else {
+                let p = self
+                    .identity
+                    .resolve(discord_id, freshness)
+                    .await
+                    .map_err(|e| Denied(e.to_string()))?;
+                if !perms.allows(&p.roles, command) {
+                    return Err(Denied(format!(
+                        "`{command}` needs the `{needed}` role; {} holds {}",
+                        p.person.login,
+                        describe_roles(&p.roles)
+                    )));
+                }
+                Some(p)
+            };
+            let key = match &principal {
+                Some(p) => format!("gh:{}", p.person.github_id),
+                None => format!("discord:{discord_id}"),
+            };
+            let budget = match access {
+                Access::Read => Budget::Command,
+                Access::Destructive => Budget::Destructive,
+            };
+            self.limits
+                .check(&key, Budget::Command)
+                .and_then(|()| {
+                    if budget == Budget::Destructive {
+                        self.limits.check(&key, budget)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(|wait| {
+                    Denied(format!(
+                        "rate limited: retry in {} s",
+                        wait.as_secs().max(1)
+                    ))
+                })?;
+            Ok(principal)
+        }
+        .await;
+        if let Err(d) = &result {
+            let mut actor = actor.clone();
+            if let Ok(p) = self.identity.person(discord_id).await {
+                actor.github_login = Some(p.login);
+            }
+            self.record(
+                &actor,
+                command,
+                &serde_json::json!({}),
+                Outcome::Denied,
+                Some(d.0.clone()),
+                None,
+                started,
+            )
+            .await;
+        }
+        result
+    }
+
     /// Checks a layer name from a user; the error names the closest configured layers.
     pub fn check_layer(&self, layer: &str) -> Result<(), String> {
         if self.layers.contains(layer) {
@@ -139,6 +242,19 @@ impl From<SwarmError> for OpsError {
             summary: e.to_string(),
             error_id,
         }
+    }
+}
+
+fn describe_roles(roles: &std::collections::BTreeSet<String>) -> String {
+    let named: Vec<&str> = roles
+        .iter()
+        .map(String::as_str)
+        .filter(|r| *r != EVERYONE)
+        .collect();
+    if named.is_empty() {
+        "no roles".to_string()
+    } else {
+        format!("roles {}", named.join(", "))
     }
 }
 

@@ -106,16 +106,26 @@ impl Permissions {
             key,
             message,
         };
-        let raw: Raw = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let key = match (path.as_str(), inner.span()) {
-                (".", Some(span)) => format!("line {}", text[..span.start].matches('\n').count() + 1),
-                (".", None) => "(document)".to_string(),
-                _ => path,
-            };
-            err(key, inner.message().split_whitespace().collect::<Vec<_>>().join(" "))
-        })?;
+        let raw: Raw =
+            serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let key = match (path.as_str(), inner.span()) {
+                    (".", Some(span)) => {
+                        format!("line {}", text[..span.start].matches('\n').count() + 1)
+                    }
+                    (".", None) => "(document)".to_string(),
+                    _ => path,
+                };
+                err(
+                    key,
+                    inner
+                        .message()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
+            })?;
         let p = Permissions {
             roles: raw.roles,
             commands: raw.commands,
@@ -129,18 +139,31 @@ impl Permissions {
 
     fn validate(&self) -> Result<(), (String, String)> {
         if self.roles.contains_key(EVERYONE) {
-            return Err((format!("roles.{EVERYONE}"), "`everyone` is reserved: everybody holds it".into()));
+            return Err((
+                format!("roles.{EVERYONE}"),
+                "`everyone` is reserved: everybody holds it".into(),
+            ));
         }
         for (name, role) in &self.roles {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
-                return Err((format!("roles.{name}"), "role names are lowercase letters, digits, _ and -".into()));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            {
+                return Err((
+                    format!("roles.{name}"),
+                    "role names are lowercase letters, digits, _ and -".into(),
+                ));
             }
             for (i, t) in role.teams.iter().enumerate() {
                 parse_team(t).map_err(|m| (format!("roles.{name}.teams[{i}]"), m))?;
             }
             for (i, inc) in role.includes.iter().enumerate() {
                 if !self.roles.contains_key(inc) {
-                    return Err((format!("roles.{name}.includes[{i}]"), format!("unknown role `{inc}`")));
+                    return Err((
+                        format!("roles.{name}.includes[{i}]"),
+                        format!("unknown role `{inc}`"),
+                    ));
                 }
             }
         }
@@ -152,7 +175,10 @@ impl Permissions {
                     if inc == name {
                         let mut cycle = path.clone();
                         cycle.push(inc);
-                        return Err((format!("roles.{name}.includes"), format!("cycle: {}", cycle.join(" -> "))));
+                        return Err((
+                            format!("roles.{name}.includes"),
+                            format!("cycle: {}", cycle.join(" -> ")),
+                        ));
                     }
                     if !path.contains(&inc.as_str()) {
                         let mut next = path.clone();
@@ -164,7 +190,10 @@ impl Permissions {
         }
         for (cmd, role) in &self.commands {
             if !COMMANDS.contains(&cmd.as_str()) {
-                return Err((format!("commands.{cmd}"), format!("unknown command; commands are: {}", COMMANDS.join(", "))));
+                return Err((
+                    format!("commands.{cmd}"),
+                    format!("unknown command; commands are: {}", COMMANDS.join(", ")),
+                ));
             }
             if role != EVERYONE && !self.roles.contains_key(role) {
                 return Err((format!("commands.{cmd}"), format!("unknown role `{role}`")));
@@ -172,13 +201,19 @@ impl Permissions {
         }
         for cmd in COMMANDS {
             if !self.commands.contains_key(*cmd) {
-                return Err((format!("commands.{cmd}"), "missing: every command needs a role (use \"everyone\" for public ones)".into()));
+                return Err((
+                    format!("commands.{cmd}"),
+                    "missing: every command needs a role (use \"everyone\" for public ones)".into(),
+                ));
             }
         }
         for (action, rule) in &self.actions {
             let key = |k: &str| format!("actions.{action}.{k}");
             if !ACTIONS.contains(&action.as_str()) {
-                return Err((format!("actions.{action}"), format!("unknown action; actions are: {}", ACTIONS.join(", "))));
+                return Err((
+                    format!("actions.{action}"),
+                    format!("unknown action; actions are: {}", ACTIONS.join(", ")),
+                ));
             }
             if rule.approvals == 0 || rule.approvals > 5 {
                 return Err((key("approvals"), "must be between 1 and 5".into()));
@@ -187,23 +222,42 @@ impl Permissions {
                 return Err((key("expiry_minutes"), "must be between 1 and 1440".into()));
             }
             if rule.approver_roles.is_empty() {
-                return Err((key("approver_roles"), "nobody could ever approve: list at least one role".into()));
+                return Err((
+                    key("approver_roles"),
+                    "nobody could ever approve: list at least one role".into(),
+                ));
             }
             for (i, r) in rule.approver_roles.iter().enumerate() {
                 if r == EVERYONE {
-                    return Err((format!("actions.{action}.approver_roles[{i}]"), "`everyone` cannot approve destructive actions".into()));
+                    return Err((
+                        format!("actions.{action}.approver_roles[{i}]"),
+                        "`everyone` cannot approve destructive actions".into(),
+                    ));
                 }
                 if !self.roles.contains_key(r) {
-                    return Err((format!("actions.{action}.approver_roles[{i}]"), format!("unknown role `{r}`")));
+                    return Err((
+                        format!("actions.{action}.approver_roles[{i}]"),
+                        format!("unknown role `{r}`"),
+                    ));
                 }
             }
-            if rule.approver_roles.iter().all(|r| self.granting_teams(r).is_empty()) {
-                return Err((key("approver_roles"), "nobody could ever approve: no GitHub team grants any of these roles".into()));
+            if rule
+                .approver_roles
+                .iter()
+                .all(|r| self.granting_teams(r).is_empty())
+            {
+                return Err((
+                    key("approver_roles"),
+                    "nobody could ever approve: no GitHub team grants any of these roles".into(),
+                ));
             }
         }
         for action in ACTIONS {
             if !self.actions.contains_key(*action) {
-                return Err((format!("actions.{action}"), "missing: every destructive action needs an approval rule".into()));
+                return Err((
+                    format!("actions.{action}"),
+                    "missing: every destructive action needs an approval rule".into(),
+                ));
             }
         }
         Ok(())
@@ -232,9 +286,25 @@ impl Permissions {
         seen
     }
 
+    /// The teams that grant `role` directly (not through an including role).
+    pub fn teams_of_role(&self, role: &str) -> &[String] {
+        self.roles
+            .get(role)
+            .map(|r| r.teams.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Every command key with its required role.
+    pub fn commands(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.commands.iter().map(|(c, r)| (c.as_str(), r.as_str()))
+    }
+
     /// Every team any role mentions, as `org/team`: what to ask GitHub about a person.
     pub fn all_teams(&self) -> BTreeSet<String> {
-        self.roles.values().flat_map(|r| r.teams.iter().cloned()).collect()
+        self.roles
+            .values()
+            .flat_map(|r| r.teams.iter().cloned())
+            .collect()
     }
 
     /// The roles held by a person in `active_teams` (team membership state `active` only).
@@ -255,7 +325,8 @@ impl Permissions {
     }
 
     pub fn allows(&self, roles: &BTreeSet<String>, command: &str) -> bool {
-        self.required_role(command).is_some_and(|r| roles.contains(r))
+        self.required_role(command)
+            .is_some_and(|r| roles.contains(r))
     }
 
     pub fn rule(&self, action: &str) -> Option<&ApprovalRule> {
@@ -288,7 +359,12 @@ pub fn parse_team(s: &str) -> Result<(&str, &str), String> {
     let (org, team) = s
         .split_once('/')
         .ok_or_else(|| format!("`{s}` must be `org/team-slug`"))?;
-    let ok = |p: &str| !p.is_empty() && p.len() <= 100 && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 100
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    };
     if !ok(org) || !ok(team) {
         return Err(format!("`{s}` must be `org/team-slug`"));
     }
@@ -311,7 +387,9 @@ mod tests {
         let deployer_teams = p.granting_teams("viewer");
         assert!(deployer_teams.len() >= 3, "{deployer_teams:?}");
         let roles = p.roles_for(&teams(&["sprocketbot/deployers"]));
-        assert!(roles.contains("deployer") && roles.contains("operator") && roles.contains("viewer"));
+        assert!(
+            roles.contains("deployer") && roles.contains("operator") && roles.contains("viewer")
+        );
         assert!(!roles.contains("admin"));
         let none = p.roles_for(&BTreeSet::new());
         assert_eq!(none, teams(&[EVERYONE]));
@@ -323,16 +401,61 @@ mod tests {
     #[test]
     fn invalid_policies_name_the_key() {
         let cases: &[(&str, &str, &str, &str)] = &[
-            ("status = \"viewer\"", "status = \"ghost\"", "commands.status", "unknown role"),
-            ("status = \"viewer\"", "status = \"viewer\"\nteleport = \"viewer\"", "commands.teleport", "unknown command"),
+            (
+                "status = \"viewer\"",
+                "status = \"ghost\"",
+                "commands.status",
+                "unknown role",
+            ),
+            (
+                "status = \"viewer\"",
+                "status = \"viewer\"\nteleport = \"viewer\"",
+                "commands.teleport",
+                "unknown command",
+            ),
             ("status = \"viewer\"", "", "commands.status", "missing"),
-            ("includes = [\"viewer\"]", "includes = [\"admin\"]", "roles.admin.includes", "cycle"),
-            ("includes = [\"viewer\"]", "includes = [\"nobody\"]", "roles.operator.includes[0]", "unknown role"),
-            ("teams = [\"sprocketbot/oncall\"]", "teams = [\"oncall\"]", "roles.operator.teams[0]", "org/team"),
-            ("[actions.vault_seal]\napprovals = 1\napprover_roles = [\"keyholder\"]", "[actions.vault_seal]\napprovals = 1\napprover_roles = []", "actions.vault_seal.approver_roles", "nobody could ever approve"),
-            ("[actions.vault_seal]\napprovals = 1\napprover_roles = [\"keyholder\"]", "[actions.vault_seal]\napprovals = 0\napprover_roles = [\"keyholder\"]", "actions.vault_seal.approvals", "between"),
-            ("[actions.vault_seal]", "[actions.vault_explode]", "actions.vault_explode", "unknown action"),
-            ("[roles.keyholder]\nteams = [\"sprocketbot/vault-keyholders\"]", "[roles.keyholder]\nteams = []", "actions.vault_seal.approver_roles", "nobody could ever approve"),
+            (
+                "includes = [\"viewer\"]",
+                "includes = [\"admin\"]",
+                "roles.admin.includes",
+                "cycle",
+            ),
+            (
+                "includes = [\"viewer\"]",
+                "includes = [\"nobody\"]",
+                "roles.operator.includes[0]",
+                "unknown role",
+            ),
+            (
+                "teams = [\"sprocketbot/oncall\"]",
+                "teams = [\"oncall\"]",
+                "roles.operator.teams[0]",
+                "org/team",
+            ),
+            (
+                "[actions.vault_seal]\napprovals = 1\napprover_roles = [\"keyholder\"]",
+                "[actions.vault_seal]\napprovals = 1\napprover_roles = []",
+                "actions.vault_seal.approver_roles",
+                "nobody could ever approve",
+            ),
+            (
+                "[actions.vault_seal]\napprovals = 1\napprover_roles = [\"keyholder\"]",
+                "[actions.vault_seal]\napprovals = 0\napprover_roles = [\"keyholder\"]",
+                "actions.vault_seal.approvals",
+                "between",
+            ),
+            (
+                "[actions.vault_seal]",
+                "[actions.vault_explode]",
+                "actions.vault_explode",
+                "unknown action",
+            ),
+            (
+                "[roles.keyholder]\nteams = [\"sprocketbot/vault-keyholders\"]",
+                "[roles.keyholder]\nteams = []",
+                "actions.vault_seal.approver_roles",
+                "nobody could ever approve",
+            ),
         ];
         for (from, to, key, words) in cases {
             assert!(SHIPPED.contains(from), "shipped file lacks {from:?}");

@@ -14,7 +14,10 @@ struct Graph {
 
 /// The host target triple, so metadata only resolves packages built here.
 fn host_triple() -> String {
-    let out = Command::new("rustc").arg("-vV").output().expect("rustc runs");
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: "))
@@ -30,13 +33,22 @@ fn graph() -> Graph {
         .arg(workspace_root().join("Cargo.toml"))
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
     let names: HashMap<&str, &str> = v["packages"]
         .as_array()
         .expect("packages")
         .iter()
-        .map(|p| (p["id"].as_str().unwrap_or(""), p["name"].as_str().unwrap_or("")))
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap_or(""),
+                p["name"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     let mut deps = HashMap::new();
     for node in v["resolve"]["nodes"].as_array().expect("resolve nodes") {
@@ -54,7 +66,9 @@ fn graph() -> Graph {
             })
             .map(|d| names[d["pkg"].as_str().unwrap_or("")].to_string())
             .collect();
-        deps.entry(name).or_insert_with(BTreeSet::new).extend(normal);
+        deps.entry(name)
+            .or_insert_with(BTreeSet::new)
+            .extend(normal);
     }
     Graph { deps }
 }
@@ -94,11 +108,19 @@ const FORBIDDEN: &[(&str, &str, bool)] = &[
 fn crate_boundaries_hold_in_the_dependency_graph() {
     let g = graph();
     for (krate, forbidden, transitive) in FORBIDDEN {
-        let set = if *transitive { g.closure(krate) } else { g.direct(krate).clone() };
+        let set = if *transitive {
+            g.closure(krate)
+        } else {
+            g.direct(krate).clone()
+        };
         assert!(
             !set.contains(*forbidden),
             "ARCHITECTURE.md invariant broken: {krate} must not depend on {forbidden}{}",
-            if *transitive { " (even indirectly)" } else { " directly" }
+            if *transitive {
+                " (even indirectly)"
+            } else {
+                " directly"
+            }
         );
     }
 }
@@ -113,7 +135,10 @@ fn boundary_check_sees_real_edges() {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).expect("readable source dir").flatten() {
+    for e in std::fs::read_dir(dir)
+        .expect("readable source dir")
+        .flatten()
+    {
         let p = e.path();
         if p.is_dir() {
             rust_files(&p, out);
@@ -131,7 +156,11 @@ fn ops_core_sources_never_name_discord_libraries_and_every_module_has_a_header()
         assert!(!files.is_empty());
         for f in files {
             let text = std::fs::read_to_string(&f).expect("readable");
-            assert!(text.starts_with("//!"), "{} lacks a //! header", f.display());
+            assert!(
+                text.starts_with("//!"),
+                "{} lacks a //! header",
+                f.display()
+            );
             if krate == "ops-core" {
                 for word in ["serenity", "poise"] {
                     assert!(!text.contains(word), "{} names {word}", f.display());

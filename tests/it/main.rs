@@ -2,7 +2,11 @@
 //! `sprocket_ops_tests` library (fake Discord, Swarm fixtures, the prepared environment).
 //! Tests that need Docker, OpenBao or Postgres fail when those are missing; none skips.
 
+mod approvals;
 mod architecture;
+mod discord_e2e;
 mod fake_discord_selftest;
+mod github;
 mod store;
 mod swarm_fixture;
+mod swarm_ops;

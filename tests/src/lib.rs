@@ -3,6 +3,8 @@
 //! the environment the test script prepares (Postgres URL, test images, the built binary).
 #![forbid(unsafe_code)]
 
+pub mod bot;
 pub mod env;
 pub mod fake_discord;
+pub mod fake_github;
 pub mod swarm;

@@ -40,7 +40,9 @@ pub const CREATED_LABEL: &str = "sprocket-ops.test.created";
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// How long [`TestSwarm::wait_converged`] requires the converged state to hold.
 pub const CONVERGED_STABLE_FOR: Duration = Duration::from_secs(1);
-/// Stop grace period of test services (the testsvc binary exits at once on SIGTERM anyway).
+/// Stop grace period of test services. They run with `Init = true`: the engine's `docker-init`
+/// (tini) forwards SIGTERM to testsvc, which is not PID 1 and so dies at once (it installs no
+/// handler), well before this grace period would end in a SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// A connection to the local engine, checked to be an active Swarm manager.
@@ -162,6 +164,8 @@ impl TestService {
                         run_id.to_string(),
                     )])),
                     stop_grace_period: Some(duration_ns(STOP_GRACE)),
+                    // docker-init as PID 1 forwards SIGTERM to testsvc (see STOP_GRACE).
+                    init: Some(true),
                     ..Default::default()
                 }),
                 restart_policy: Some(TaskSpecRestartPolicy {
@@ -735,6 +739,11 @@ mod tests {
         assert_eq!(c.image.as_deref(), Some("img:broken"));
         assert_eq!(c.env, Some(vec!["TESTSVC_BURST=10".to_string()]));
         assert_eq!(c.stop_grace_period, Some(1_000_000_000));
+        assert_eq!(
+            c.init,
+            Some(true),
+            "docker-init forwards SIGTERM to testsvc"
+        );
         let restart = task.restart_policy.unwrap();
         assert_eq!(
             restart.condition,

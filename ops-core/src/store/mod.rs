@@ -48,21 +48,48 @@ pub trait Store: Send + Sync {
 
     async fn create_approval(&self, req: &ApprovalRequest) -> Result<(), StoreError>;
     async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRequest>, StoreError>;
-    async fn set_approval_message(&self, id: &str, channel_id: u64, message_id: u64) -> Result<(), StoreError>;
+    async fn set_approval_message(
+        &self,
+        id: &str,
+        channel_id: u64,
+        message_id: u64,
+    ) -> Result<(), StoreError>;
     /// Records a vote; `false` when this person already voted on the request.
-    async fn add_vote(&self, id: &str, voter: &PersonRef, decision: Decision, at_ms: i64) -> Result<bool, StoreError>;
+    async fn add_vote(
+        &self,
+        id: &str,
+        voter: &PersonRef,
+        decision: Decision,
+        at_ms: i64,
+    ) -> Result<bool, StoreError>;
     async fn count_votes(&self, id: &str, decision: Decision) -> Result<u32, StoreError>;
     /// (login, decision) in the order they were cast.
     async fn list_votes(&self, id: &str) -> Result<Vec<(String, Decision)>, StoreError>;
     /// Moves `id` from `from` to `to` atomically; `false` if it was not in `from` (someone else
     /// moved it first). A move out of `pending` also requires the request not to have expired.
-    async fn transition_approval(&self, id: &str, from: ApprovalState, to: ApprovalState, now_ms: i64) -> Result<bool, StoreError>;
+    async fn transition_approval(
+        &self,
+        id: &str,
+        from: ApprovalState,
+        to: ApprovalState,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// Ends an `executing` request with its result.
-    async fn finish_approval(&self, id: &str, to: ApprovalState, now_ms: i64, result: &str) -> Result<(), StoreError>;
+    async fn finish_approval(
+        &self,
+        id: &str,
+        to: ApprovalState,
+        now_ms: i64,
+        result: &str,
+    ) -> Result<(), StoreError>;
     /// Expires every overdue pending request and returns those it expired.
     async fn expire_approvals(&self, now_ms: i64) -> Result<Vec<ApprovalRequest>, StoreError>;
     /// Marks requests left `executing` (a crash) as failed and returns them.
-    async fn fail_interrupted_approvals(&self, now_ms: i64, result: &str) -> Result<Vec<ApprovalRequest>, StoreError>;
+    async fn fail_interrupted_approvals(
+        &self,
+        now_ms: i64,
+        result: &str,
+    ) -> Result<Vec<ApprovalRequest>, StoreError>;
 }
 
 /// A Discord user's GitHub account.

@@ -244,7 +244,8 @@ macro_rules! sql_store {
             async fn add_vote(&self, id: &str, v: &PersonRef, d: Decision, at_ms: i64) -> Result<bool, StoreError> {
                 let done = sqlx::query(
                     "INSERT INTO approval_votes (approval_id, voter_github_id, voter_login, voter_discord_id, decision, at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (approval_id, voter_github_id) DO NOTHING",
+                     SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM approvals WHERE id = $1 AND state = 'pending') \
+                     ON CONFLICT (approval_id, voter_github_id) DO NOTHING",
                 )
                 .bind(id)
                 .bind(v.github_id as i64)

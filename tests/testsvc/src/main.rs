@@ -21,11 +21,14 @@
 //! `sprocket-testsvc --healthcheck` probes `http://127.0.0.1:$TESTSVC_PORT/health` and exits
 //! 0/1, usable as a Docker `HEALTHCHECK`/service health check in a scratch image (no curl).
 //!
-//! Signals: SIGTERM and SIGINT make the process print a line and exit 0 immediately (the
-//! handler is installed through a two-function `extern "C"` declaration of libc's `signal`
-//! and `_exit`, which std already links; no crate needed). Without it, the service would be
-//! PID 1 in its container and the kernel would ignore SIGTERM until Swarm's stop grace period
-//! ran out and it sent SIGKILL.
+//! Signals: the binary installs no handler (the crate forbids `unsafe` code). Test services
+//! run with `ContainerSpec.Init = true` (see `tests/src/swarm.rs`): the engine's `docker-init`
+//! (tini) is PID 1 and forwards SIGTERM to this process, which is then not PID 1 and dies on
+//! the default disposition at once — so `docker service rm` and rolling updates never wait for
+//! the stop grace period and a SIGKILL. Run without an init (`docker run` without `--init`),
+//! the process would be PID 1, the kernel would ignore SIGTERM, and stopping would take the
+//! grace period.
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -280,37 +283,6 @@ fn healthcheck(port: u16) -> i32 {
     }
 }
 
-mod signals {
-    //! SIGTERM/SIGINT → immediate, clean exit (see the crate docs for why).
-    use std::os::raw::c_int;
-
-    const SIGINT: c_int = 2;
-    const SIGTERM: c_int = 15;
-
-    extern "C" {
-        fn signal(signum: c_int, handler: extern "C" fn(c_int)) -> usize;
-        fn write(fd: c_int, buf: *const u8, count: usize) -> isize;
-        fn _exit(status: c_int) -> !;
-    }
-
-    extern "C" fn on_signal(_signum: c_int) {
-        const MSG: &[u8] = b"testsvc: received termination signal, exiting\n";
-        // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is a static buffer.
-        unsafe {
-            write(2, MSG.as_ptr(), MSG.len());
-            _exit(0);
-        }
-    }
-
-    pub fn install() {
-        // SAFETY: installs a handler that only calls async-signal-safe functions.
-        unsafe {
-            signal(SIGTERM, on_signal);
-            signal(SIGINT, on_signal);
-        }
-    }
-}
-
 fn print_startup_lines(cfg: &Config) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -344,8 +316,6 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
         exit(healthcheck(cfg.port));
     }
-    signals::install();
-
     eprintln!(
         "testsvc starting version={} mode={} port={}",
         cfg.version,

@@ -1,0 +1,379 @@
+//! Approval requests in Discord: posting a request with Approve/Deny buttons in the approvals
+//! channel, and handling the clicks from the framework's global event handler (not from
+//! in-memory collectors), so requests and their buttons survive a restart. Every click is
+//! authorised by sprocket-ops against a fresh GitHub check, never by who can see the message.
+
+use std::time::Instant;
+
+use ops_core::approvals::{ApprovalRequest, ButtonKind, Decided, Decision, Executed, Refusal};
+use ops_core::audit::{Actor, Outcome};
+use ops_core::github::Freshness;
+use ops_core::identity::Principal;
+use poise::serenity_prelude as serenity;
+
+use crate::render::{self, Page};
+use crate::{Data, Error, UserError};
+
+/// The buttons of a pending request (none once decided).
+pub fn buttons(data: &Data, req: &ApprovalRequest) -> Vec<serenity::CreateActionRow> {
+    if req.state != ops_core::approvals::ApprovalState::Pending {
+        return vec![];
+    }
+    let a = &data.ops.approvals;
+    vec![serenity::CreateActionRow::Buttons(vec![
+        serenity::CreateButton::new(a.custom_id(&req.id, ButtonKind::Approve))
+            .label("Approve")
+            .style(serenity::ButtonStyle::Success),
+        serenity::CreateButton::new(a.custom_id(&req.id, ButtonKind::Deny))
+            .label("Deny")
+            .style(serenity::ButtonStyle::Danger),
+    ])]
+}
+
+async fn approval_page(data: &Data, req: &ApprovalRequest) -> Page {
+    let votes = data.ops.approvals.votes(&req.id).await.unwrap_or_default();
+    render::approval_page(req, &votes)
+}
+
+/// Persists an approval request, posts it in the approvals channel and a line in the audit
+/// channel. Returns the request and a link to the posted message.
+pub async fn request(
+    http: &serenity::Http,
+    data: &Data,
+    who: &Principal,
+    action: &str,
+    params: serde_json::Value,
+    summary: &str,
+) -> Result<(ApprovalRequest, String), Error> {
+    let ops = &data.ops;
+    let eligible = ops
+        .identity
+        .eligible_approvers(action, who.person.github_id)
+        .await
+        .map_err(|e| UserError(e.to_string()))?;
+    let req = ops
+        .approvals
+        .request(&who.person, action, params, summary, eligible)
+        .await
+        .map_err(|r| UserError(r.to_string()))?;
+    let page = approval_page(data, &req).await;
+    let channel = serenity::ChannelId::new(data.channels.approvals);
+    let msg = channel
+        .send_message(
+            http,
+            serenity::CreateMessage::new()
+                .embed(page.to_embed())
+                .components(buttons(data, &req))
+                .allowed_mentions(serenity::CreateAllowedMentions::new()),
+        )
+        .await?;
+    ops.approvals
+        .set_message(&req.id, channel.get(), msg.id.get())
+        .await
+        .map_err(|r| UserError(r.to_string()))?;
+    audit_line(
+        http,
+        data,
+        &format!(
+            "🔐 {} requested approval for {} (request `{}`)",
+            who.person.login,
+            req.summary,
+            short(&req.id)
+        ),
+    )
+    .await;
+    let link = format!(
+        "https://discord.com/channels/{}/{}/{}",
+        data.guild_id,
+        channel.get(),
+        msg.id.get()
+    );
+    Ok((req, link))
+}
+
+/// A line in the audit channel; failures are logged, not fatal.
+pub async fn audit_line(http: &serenity::Http, data: &Data, text: &str) {
+    let text = data.ops.redactor.redact(text);
+    let res = serenity::ChannelId::new(data.channels.audit)
+        .send_message(
+            http,
+            serenity::CreateMessage::new()
+                .content(render::clip(&text, 1900))
+                .allowed_mentions(serenity::CreateAllowedMentions::new()),
+        )
+        .await;
+    if let Err(e) = res {
+        tracing::warn!("could not post to the audit channel: {e}");
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
+/// Edits the request's message in the approvals channel to its current state (bot token: works
+/// after the interaction tokens expire).
+pub async fn refresh_message(http: &serenity::Http, data: &Data, id: &str) {
+    let Ok(req) = data.ops.approvals.get(id).await else {
+        return;
+    };
+    let (Some(ch), Some(mid)) = (req.channel_id, req.message_id) else {
+        return;
+    };
+    let page = approval_page(data, &req).await;
+    let res = serenity::ChannelId::new(ch)
+        .edit_message(
+            http,
+            serenity::MessageId::new(mid),
+            serenity::EditMessage::new()
+                .embed(page.to_embed())
+                .components(buttons(data, &req)),
+        )
+        .await;
+    if let Err(e) = res {
+        tracing::warn!(request = id, "could not edit the approval message: {e}");
+    }
+}
+
+async fn reply_ephemeral(http: &serenity::Http, mci: &serenity::ComponentInteraction, text: &str) {
+    let res = mci
+        .create_response(
+            http,
+            serenity::CreateInteractionResponse::Message(
+                serenity::CreateInteractionResponseMessage::new()
+                    .content(render::clip(text, 1900))
+                    .ephemeral(true),
+            ),
+        )
+        .await;
+    if let Err(e) = res {
+        tracing::warn!("could not answer a button click: {e}");
+    }
+}
+
+/// Handles a button click. Clicks on other components are left to their owners.
+pub async fn handle_component(
+    ctx: &serenity::Context,
+    data: &Data,
+    mci: &serenity::ComponentInteraction,
+) {
+    let Some(parsed) = data.ops.approvals.parse_custom_id(&mci.data.custom_id) else {
+        return;
+    };
+    let started = Instant::now();
+    let actor = Actor::discord(mci.user.id.get(), &mci.user.name);
+    let (id, kind) = match parsed {
+        Ok(v) => v,
+        Err(refusal) => {
+            data.ops
+                .record(
+                    &actor,
+                    "approval.click",
+                    &serde_json::json!({ "custom_id": mci.data.custom_id }),
+                    Outcome::Denied,
+                    Some(refusal.to_string()),
+                    None,
+                    started,
+                )
+                .await;
+            reply_ephemeral(&ctx.http, mci, &format!("⛔ {refusal}")).await;
+            return;
+        }
+    };
+    let command = match kind {
+        ButtonKind::Approve => "approval.approve",
+        ButtonKind::Confirm => "approval.confirm",
+        ButtonKind::Deny => "approval.deny",
+    };
+    let params = serde_json::json!({ "request": id });
+    match click(ctx, data, mci, &id, kind).await {
+        Ok(outcome) => {
+            data.ops
+                .record(
+                    &actor,
+                    command,
+                    &params,
+                    Outcome::Ok,
+                    Some(outcome),
+                    None,
+                    started,
+                )
+                .await;
+        }
+        Err(refusal) => {
+            data.ops
+                .record(
+                    &actor,
+                    command,
+                    &params,
+                    Outcome::Denied,
+                    Some(refusal.clone()),
+                    None,
+                    started,
+                )
+                .await;
+            reply_ephemeral(&ctx.http, mci, &format!("⛔ {refusal}")).await;
+        }
+    }
+}
+
+/// Returns a short description of what happened, or the refusal to show.
+async fn click(
+    ctx: &serenity::Context,
+    data: &Data,
+    mci: &serenity::ComponentInteraction,
+    id: &str,
+    kind: ButtonKind,
+) -> Result<String, String> {
+    let ops = &data.ops;
+    // The approver's roles are checked now, against GitHub, not when the request was made.
+    let clicker = ops
+        .identity
+        .resolve(mci.user.id.get(), Freshness::MustBeFresh)
+        .await
+        .map_err(|e| e.to_string())?;
+    let req = ops.approvals.get(id).await.map_err(|r| r.to_string())?;
+    match kind {
+        ButtonKind::Approve => {
+            ops.approvals
+                .check_decider(&req, &clicker.person, &clicker.roles)
+                .map_err(|r| r.to_string())?;
+            let confirm =
+                serenity::CreateButton::new(ops.approvals.custom_id(id, ButtonKind::Confirm))
+                    .label("Yes, approve")
+                    .style(serenity::ButtonStyle::Danger);
+            mci.create_response(
+                &ctx.http,
+                serenity::CreateInteractionResponse::Message(
+                    serenity::CreateInteractionResponseMessage::new()
+                        .content(format!("Approve: {}?", render::clip(&req.summary, 1500)))
+                        .components(vec![serenity::CreateActionRow::Buttons(vec![confirm])])
+                        .ephemeral(true),
+                ),
+            )
+            .await
+            .map_err(|e| format!("could not answer: {e}"))?;
+            Ok("asked for confirmation".into())
+        }
+        ButtonKind::Deny => {
+            ops.approvals
+                .decide(id, &clicker.person, &clicker.roles, Decision::Deny)
+                .await
+                .map_err(|r| r.to_string())?;
+            reply_ephemeral(&ctx.http, mci, "Denied.").await;
+            refresh_message(&ctx.http, data, id).await;
+            audit_line(
+                &ctx.http,
+                data,
+                &format!(
+                    "🚫 {} denied {} (request `{}`)",
+                    clicker.person.login,
+                    req.summary,
+                    short(id)
+                ),
+            )
+            .await;
+            Ok("denied".into())
+        }
+        ButtonKind::Confirm => {
+            let decided = ops
+                .approvals
+                .decide(id, &clicker.person, &clicker.roles, Decision::Approve)
+                .await
+                .map_err(|r: Refusal| r.to_string())?;
+            match decided {
+                Decided::Recorded { have, need } => {
+                    reply_update(ctx, mci, &format!("Approval recorded ({have} of {need}).")).await;
+                    refresh_message(&ctx.http, data, id).await;
+                    Ok(format!("recorded {have} of {need}"))
+                }
+                Decided::Denied => Err("denied".into()),
+                Decided::Approved => {
+                    reply_update(ctx, mci, "Approved: executing…").await;
+                    refresh_message(&ctx.http, data, id).await;
+                    audit_line(
+                        &ctx.http,
+                        data,
+                        &format!(
+                            "✅ {} approved {} (request `{}`)",
+                            clicker.person.login,
+                            req.summary,
+                            short(id)
+                        ),
+                    )
+                    .await;
+                    let result = ops.approvals.execute(id).await.map_err(|r| r.to_string())?;
+                    let (line, text) = match &result {
+                        Executed::Done(s) => (
+                            format!("▶️ executed {}: {s}", req.summary),
+                            format!("Done: {s}"),
+                        ),
+                        Executed::Failed(s) => (
+                            format!("❌ {} failed: {s}", req.summary),
+                            format!("Failed: {s}"),
+                        ),
+                        Executed::Void => (
+                            format!(
+                                "⚠️ {} was not executed: what would run changed since the request",
+                                req.summary
+                            ),
+                            "Not executed: what would run changed since the request; ask again."
+                                .to_string(),
+                        ),
+                        Executed::NotMine => (String::new(), "Already executed.".to_string()),
+                    };
+                    let _ = mci
+                        .edit_response(
+                            &ctx.http,
+                            serenity::EditInteractionResponse::new()
+                                .content(render::clip(&text, 1900)),
+                        )
+                        .await;
+                    refresh_message(&ctx.http, data, id).await;
+                    if !line.is_empty() {
+                        audit_line(&ctx.http, data, &line).await;
+                    }
+                    Ok(text)
+                }
+            }
+        }
+    }
+}
+
+async fn reply_update(ctx: &serenity::Context, mci: &serenity::ComponentInteraction, text: &str) {
+    let res = mci
+        .create_response(
+            &ctx.http,
+            serenity::CreateInteractionResponse::UpdateMessage(
+                serenity::CreateInteractionResponseMessage::new()
+                    .content(text)
+                    .components(vec![]),
+            ),
+        )
+        .await;
+    if let Err(e) = res {
+        tracing::warn!("could not answer a button click: {e}");
+    }
+}
+
+/// Disables the buttons of every request that expired, and says so in the audit channel.
+pub async fn sweep_expired(http: &serenity::Http, data: &Data) {
+    match data.ops.approvals.expire_due().await {
+        Ok(expired) => {
+            for req in expired {
+                refresh_message(http, data, &req.id).await;
+                audit_line(
+                    http,
+                    data,
+                    &format!(
+                        "⌛ request `{}` for {} expired",
+                        short(&req.id),
+                        req.summary
+                    ),
+                )
+                .await;
+            }
+        }
+        Err(e) => tracing::warn!("approval expiry sweep failed: {e}"),
+    }
+}

@@ -1,0 +1,301 @@
+//! Approval executors for the destructive Swarm actions: [`ScaleToZero`] and
+//! [`ServiceRollback`], both with parameters `{"service": "<name>"}`.
+//!
+//! `digest()` hashes what would run: the service id, its current version index, image and
+//! replica count (and, for a rollback, the image it would return to). Any change between the
+//! request and the execution (a deploy, a scale by someone else) changes the digest, so the
+//! approval is void. `execute()` reads the service again and changes it with the version it
+//! just read, so a change racing the execution is refused by the engine
+//! ([`SwarmError::Conflict`]); its result is a safe one-line summary.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use super::{display_image, ServiceDetail, SwarmApi, SwarmError};
+use crate::approvals::ActionExecutor;
+use crate::ops::new_error_id;
+use crate::redact::Redactor;
+use crate::OpsError;
+
+/// The `service` parameter, checked.
+fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
+    match params.get("service").and_then(|v| v.as_str()) {
+        Some(s) if super::valid_service_name(s) => Ok(s),
+        _ => Err(OpsError {
+            summary: "invalid parameters: `service` must name a service".to_string(),
+            error_id: new_error_id(),
+        }),
+    }
+}
+
+/// A stable digest of the service as it is now, plus `extra` (what the action adds).
+fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        "sprocket-ops swarm action v1",
+        action,
+        &d.id,
+        &d.version.to_string(),
+        &d.image,
+        &d.replicas
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "global".into()),
+        extra,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The error for people (the summary) with the detail logged, redacted, under its id.
+fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
+    let error_id = new_error_id();
+    tracing::error!(
+        error_id = %error_id,
+        action,
+        detail = %redactor.redact(e.detail()),
+        "{e}"
+    );
+    OpsError {
+        summary: e.to_string(),
+        error_id,
+    }
+}
+
+/// `scale_to_zero`: scales a replicated service to 0 replicas.
+pub struct ScaleToZero {
+    swarm: Arc<dyn SwarmApi>,
+    redactor: Arc<Redactor>,
+}
+
+impl ScaleToZero {
+    pub fn new(swarm: Arc<dyn SwarmApi>) -> ScaleToZero {
+        ScaleToZero {
+            swarm,
+            redactor: Arc::new(Redactor::default()),
+        }
+    }
+
+    /// Redacts logged error details with the configured secrets too.
+    pub fn with_redactor(mut self, redactor: Arc<Redactor>) -> ScaleToZero {
+        self.redactor = redactor;
+        self
+    }
+}
+
+#[async_trait]
+impl ActionExecutor for ScaleToZero {
+    async fn digest(&self, params: &serde_json::Value) -> Result<String, OpsError> {
+        let name = service_param(params)?;
+        let d = self
+            .swarm
+            .inspect(name)
+            .await
+            .map_err(|e| ops_error(&self.redactor, "scale_to_zero", e))?;
+        Ok(service_digest("scale_to_zero", &d, ""))
+    }
+
+    async fn execute(&self, params: &serde_json::Value) -> Result<String, OpsError> {
+        let name = service_param(params)?;
+        let fail = |e| ops_error(&self.redactor, "scale_to_zero", e);
+        let d = self.swarm.inspect(name).await.map_err(fail)?;
+        let started = self
+            .swarm
+            .scale(name, 0, Some(d.version))
+            .await
+            .map_err(fail)?;
+        Ok(format!(
+            "scaling `{}` from {} to 0 replicas",
+            started.name,
+            started
+                .replicas_before
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "?".into())
+        ))
+    }
+}
+
+/// `service_rollback`: Swarm's rollback of a service to its previous spec.
+pub struct ServiceRollback {
+    swarm: Arc<dyn SwarmApi>,
+    redactor: Arc<Redactor>,
+}
+
+impl ServiceRollback {
+    pub fn new(swarm: Arc<dyn SwarmApi>) -> ServiceRollback {
+        ServiceRollback {
+            swarm,
+            redactor: Arc::new(Redactor::default()),
+        }
+    }
+
+    /// Redacts logged error details with the configured secrets too.
+    pub fn with_redactor(mut self, redactor: Arc<Redactor>) -> ServiceRollback {
+        self.redactor = redactor;
+        self
+    }
+}
+
+#[async_trait]
+impl ActionExecutor for ServiceRollback {
+    async fn digest(&self, params: &serde_json::Value) -> Result<String, OpsError> {
+        let name = service_param(params)?;
+        let d = self
+            .swarm
+            .inspect(name)
+            .await
+            .map_err(|e| ops_error(&self.redactor, "service_rollback", e))?;
+        let previous = format!(
+            "{}\0{:?}",
+            d.previous_image.as_deref().unwrap_or(""),
+            d.previous_replicas
+        );
+        Ok(service_digest("service_rollback", &d, &previous))
+    }
+
+    async fn execute(&self, params: &serde_json::Value) -> Result<String, OpsError> {
+        let name = service_param(params)?;
+        let fail = |e| ops_error(&self.redactor, "service_rollback", e);
+        let d = self.swarm.inspect(name).await.map_err(fail)?;
+        let started = self
+            .swarm
+            .rollback(name, Some(d.version))
+            .await
+            .map_err(fail)?;
+        Ok(format!(
+            "rolling `{}` back from {} to {}",
+            started.name,
+            display_image(&started.image_before),
+            display_image(&started.image_after)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::swarm::{ServiceInfo, SwarmSnapshot, UpdateStarted};
+    use std::sync::Mutex;
+
+    /// A fake that answers `inspect` from a mutable detail and records changes.
+    struct Fake {
+        detail: Mutex<ServiceDetail>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl SwarmApi for Fake {
+        async fn snapshot(&self) -> Result<SwarmSnapshot, SwarmError> {
+            panic!("unexpected snapshot")
+        }
+        async fn inspect(&self, name: &str) -> Result<ServiceDetail, SwarmError> {
+            let d = self.detail.lock().unwrap().clone();
+            if d.name == name {
+                Ok(d)
+            } else {
+                Err(SwarmError::NotFound { name: name.into() })
+            }
+        }
+        async fn scale(
+            &self,
+            name: &str,
+            replicas: u64,
+            expected: Option<u64>,
+        ) -> Result<UpdateStarted, SwarmError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("scale {name} {replicas} {expected:?}"));
+            let d = self.detail.lock().unwrap().clone();
+            Ok(UpdateStarted {
+                service_id: d.id.clone(),
+                name: name.into(),
+                from_version: d.version,
+                image_before: d.image.clone(),
+                image_after: d.image.clone(),
+                replicas_before: d.replicas,
+                replicas_after: Some(replicas),
+                warnings: vec![],
+            })
+        }
+    }
+
+    fn fake() -> Arc<Fake> {
+        Arc::new(Fake {
+            detail: Mutex::new(ServiceDetail {
+                info: ServiceInfo {
+                    id: "id1".into(),
+                    name: "web".into(),
+                    image: "web:main".into(),
+                    replicas: Some(3),
+                    labels: Default::default(),
+                    running_tasks: None,
+                    desired_tasks: None,
+                    update_state: None,
+                    update_message: None,
+                    version: 7,
+                },
+                mode: "replicated".into(),
+                previous_image: Some("web:old".into()),
+                previous_replicas: Some(3),
+                force_update: 0,
+            }),
+            calls: Mutex::new(vec![]),
+        })
+    }
+
+    #[tokio::test]
+    async fn digest_follows_the_service_and_execute_uses_the_current_version() {
+        let f = fake();
+        let exec = ScaleToZero::new(f.clone());
+        let params = serde_json::json!({"service": "web"});
+        let d1 = exec.digest(&params).await.unwrap();
+        assert_eq!(d1, exec.digest(&params).await.unwrap(), "stable");
+        assert_eq!(d1.len(), 64);
+        f.detail.lock().unwrap().info.version = 8;
+        let d2 = exec.digest(&params).await.unwrap();
+        assert_ne!(d1, d2);
+        f.detail.lock().unwrap().info.replicas = Some(1);
+        assert_ne!(d2, exec.digest(&params).await.unwrap());
+        let summary = exec.execute(&params).await.unwrap();
+        assert_eq!(summary, "scaling `web` from 1 to 0 replicas");
+        assert_eq!(
+            *f.calls.lock().unwrap(),
+            vec!["scale web 0 Some(8)".to_string()]
+        );
+        // Same service, another action: another digest.
+        let rb = ServiceRollback::new(f.clone())
+            .digest(&params)
+            .await
+            .unwrap();
+        assert_ne!(rb, exec.digest(&params).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn bad_params_and_unsupported_calls_fail_safely() {
+        let f = fake();
+        let exec = ScaleToZero::new(f.clone());
+        for p in [
+            serde_json::json!({}),
+            serde_json::json!({"service": 3}),
+            serde_json::json!({"service": "../containers"}),
+        ] {
+            let e = exec.digest(&p).await.unwrap_err();
+            assert!(e.summary.contains("`service`"), "{e}");
+        }
+        let e = exec
+            .digest(&serde_json::json!({"service": "nope"}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.summary, "there is no service named `nope`");
+        // The fake has no rollback: the default body fails, it never pretends to succeed.
+        let e = ServiceRollback::new(f)
+            .execute(&serde_json::json!({"service": "web"}))
+            .await
+            .unwrap_err();
+        assert!(e.summary.contains("does not support `rollback`"), "{e}");
+    }
+}
