@@ -46,6 +46,107 @@ pub struct Config {
     pub permissions_file: PathBuf,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub pulumi: PulumiConfig,
+    /// Vault (OpenBao-compatible); without it the `/vault` commands say it is not configured.
+    #[serde(default)]
+    pub vault: Option<VaultConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// How layer deploys run the Pulumi CLI (argv only, never a shell).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PulumiConfig {
+    /// The `pulumi` executable: a path, or a name looked up on PATH.
+    #[serde(default = "default_pulumi_binary")]
+    pub binary: PathBuf,
+    /// `PULUMI_BACKEND_URL` for the process (for example `s3://bucket`), if not the default.
+    #[serde(default)]
+    pub backend_url: Option<String>,
+    /// `PULUMI_CONFIG_PASSPHRASE` for stacks with passphrase secrets.
+    #[serde(default)]
+    pub passphrase: Option<SecretSource>,
+    /// `PULUMI_ACCESS_TOKEN` for the Pulumi Cloud backend.
+    #[serde(default)]
+    pub access_token: Option<SecretSource>,
+    /// How long a layer lock lives without its deploy finishing, in seconds.
+    #[serde(default = "default_lock_ttl")]
+    pub lock_ttl_secs: u64,
+}
+
+fn default_pulumi_binary() -> PathBuf {
+    PathBuf::from("pulumi")
+}
+fn default_lock_ttl() -> u64 {
+    3600
+}
+
+impl Default for PulumiConfig {
+    fn default() -> Self {
+        PulumiConfig {
+            binary: default_pulumi_binary(),
+            backend_url: None,
+            passphrase: None,
+            access_token: None,
+            lock_ttl_secs: default_lock_ttl(),
+        }
+    }
+}
+
+/// The Vault the platform uses (layer_1's `vault-service`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// `https://vault.example` (or `http://127.0.0.1:8200`).
+    pub address: String,
+    /// A token for status-adjacent calls that need one (seal, secret metadata); default env
+    /// `VAULT_TOKEN`. Unseal needs none: key holders bring their shares.
+    #[serde(default = "default_vault_token")]
+    pub token: SecretSource,
+    /// A CA certificate (PEM) to trust for `address`.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// KV v2 secrets the platform needs, as `mount/path` (`platform/sprocket/manual/oauth/google`).
+    #[serde(default)]
+    pub secret_paths: Vec<String>,
+    /// An unseal ceremony with no share for this long is reset.
+    #[serde(default = "default_ceremony_idle")]
+    pub ceremony_idle_minutes: u64,
+    #[serde(default = "default_vault_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_vault_token() -> SecretSource {
+    SecretSource::env("VAULT_TOKEN")
+}
+fn default_ceremony_idle() -> u64 {
+    10
+}
+fn default_vault_timeout() -> u64 {
+    10
+}
+
+/// The local HTTP endpoint for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `127.0.0.1:9464`; empty to disable.
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+        }
+    }
 }
 
 fn default_permissions_file() -> PathBuf {
@@ -231,6 +332,16 @@ pub struct LayerConfig {
     /// Service name patterns (`*` matches any run of characters) that belong to this layer.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Every deploy of this layer needs an approval (layer_1: Traefik and Vault).
+    #[serde(default)]
+    pub always_requires_approval: bool,
+    /// A deploy running longer than this is cancelled, in seconds.
+    #[serde(default = "default_layer_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_layer_timeout() -> u64 {
+    1800
 }
 
 impl Config {
@@ -389,6 +500,9 @@ impl Config {
                     format!("layers.{name}"),
                     "a layer name must be 1-32 characters of a-z, 0-9, _ or - (it becomes a slash subcommand)".into(),
                 ));
+            }
+            if layer.timeout_secs == 0 || layer.timeout_secs > 6 * 3600 {
+                return Err((key("timeout_secs"), "must be between 1 and 21600".into()));
             }
             if layer.directory.as_os_str().is_empty() {
                 return Err((key("directory"), "must not be empty".into()));

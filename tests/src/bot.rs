@@ -87,6 +87,9 @@ token = {{ file = "{dir}/discord-token" }}
 [database]
 url = "sqlite://{dir}/ops.db"
 
+[http]
+listen = "127.0.0.1:0"
+
 [github]
 api_base_url = "{gh_api}"
 oauth_base_url = "{gh_oauth}"
