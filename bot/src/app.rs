@@ -13,6 +13,7 @@ use ops_core::limits::RateLimits;
 use ops_core::permissions::Permissions;
 use ops_core::redact::Redactor;
 use ops_core::secret::Secret;
+use ops_core::swarm::actions::{ScaleToZero, ServiceRollback};
 use ops_core::swarm::docker::DockerSwarm;
 use ops_core::Ops;
 
@@ -111,9 +112,18 @@ pub async fn build_ops(
         Some(t) => t.expose().as_bytes().to_vec(),
         None => format!("cli-{}-{}", std::process::id(), ops_core::ops::now_ms()).into_bytes(),
     };
-    let approvals = Approvals::new(Arc::clone(&store), perms, &mac_secret);
+    let swarm: Arc<dyn ops_core::swarm::SwarmApi> = Arc::new(swarm);
+    let mut approvals = Approvals::new(Arc::clone(&store), perms, &mac_secret);
+    approvals.register(
+        "scale_to_zero",
+        Arc::new(ScaleToZero::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
+    );
+    approvals.register(
+        "service_rollback",
+        Arc::new(ServiceRollback::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
+    );
     Ok(Arc::new(Ops {
-        swarm: Arc::new(swarm),
+        swarm,
         store,
         layers: LayerMap::from_config(cfg),
         redactor,

@@ -229,7 +229,7 @@ async fn click(
     // The approver's roles are checked now, against GitHub, not when the request was made.
     let clicker = ops
         .identity
-        .resolve(mci.user.id.get(), Freshness::MustBeFresh)
+        .resolve(mci.user.id.get(), Freshness::Live)
         .await
         .map_err(|e| e.to_string())?;
     let req = ops.approvals.get(id).await.map_err(|r| r.to_string())?;

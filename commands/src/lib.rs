@@ -5,6 +5,7 @@
 
 pub mod approval_ui;
 pub mod render;
+pub mod services;
 
 use std::sync::Arc;
 
@@ -50,10 +51,20 @@ impl std::error::Error for UserError {}
 
 /// Every command the bot registers, in help order, with the permissions.toml key it checks.
 pub fn all() -> Vec<poise::Command<Data, Error>> {
-    vec![status(), whoami(), link(), audit()]
+    vec![
+        status(),
+        whoami(),
+        link(),
+        audit(),
+        services::logs(),
+        services::bump(),
+        services::scale(),
+        services::restart(),
+        services::rollback(),
+    ]
 }
 
-fn actor(ctx: Context<'_>) -> Actor {
+pub(crate) fn actor(ctx: Context<'_>) -> Actor {
     Actor::discord(ctx.author().id.get(), &ctx.author().name)
 }
 
@@ -333,6 +344,15 @@ pub async fn on_error(err: poise::FrameworkError<'_, Data, Error>) {
             (
                 ctx,
                 "Commands are not accepted in this channel.".to_string(),
+            )
+        }
+        poise::FrameworkError::CommandStructureMismatch {
+            ctx, description, ..
+        } => {
+            tracing::warn!(command = %ctx.command().name, "options do not match the registered command: {description}");
+            (
+                poise::Context::Application(ctx),
+                "The options sent do not match this command (it may have just been updated): try again.".to_string(),
             )
         }
         other => {

@@ -7,6 +7,8 @@ use ops_core::audit::{Actor, AuditRecord};
 use ops_core::identity::Principal;
 use ops_core::permissions::EVERYONE;
 use ops_core::status::{ServiceStatus, StatusReport};
+use ops_core::swarm::rollout::{RolloutOutcome, RolloutProgress};
+use ops_core::swarm::{display_image, UpdateStarted};
 use poise::serenity_prelude as serenity;
 
 pub const GREEN: u32 = 0x2e_cc71;
@@ -251,6 +253,75 @@ pub fn whoami_page(me: &Actor, who: Result<&Principal, &str>) -> Page {
         fields,
         footer: String::new(),
     }
+}
+
+/// A change being rolled out, as one message edited as it progresses.
+pub fn rollout_page(
+    what: &str,
+    started: &UpdateStarted,
+    p: Option<&RolloutProgress>,
+    elapsed: std::time::Duration,
+) -> Page {
+    let (color, state) = match p.and_then(|p| p.outcome.as_ref()) {
+        None => (YELLOW, "⏳ rolling out".to_string()),
+        Some(RolloutOutcome::Completed) => (GREEN, "✅ completed".to_string()),
+        Some(RolloutOutcome::RolledBack { message }) => (
+            RED,
+            format!("❌ failed: Swarm rolled it back ({})", clip(message, 300)),
+        ),
+        Some(RolloutOutcome::Paused { message }) => {
+            (RED, format!("⏸️ paused by Swarm ({})", clip(message, 300)))
+        }
+        Some(RolloutOutcome::TimedOut) => {
+            (YELLOW, "⌛ still in progress: check /status".to_string())
+        }
+        Some(RolloutOutcome::Failed(e)) => (RED, format!("❌ could not follow the rollout: {e}")),
+    };
+    let mut fields = vec![("State".to_string(), state)];
+    if let Some(p) = p {
+        let done = p.running_updated.min(p.desired);
+        fields.push((
+            "Tasks".into(),
+            format!(
+                "{} {done}/{} updated, {} outdated still running",
+                progress_bar(done, p.desired),
+                p.desired,
+                p.running_outdated
+            ),
+        ));
+        fields.push(("Image".into(), format!("`{}`", display_image(&p.image))));
+    } else {
+        fields.push((
+            "Image".into(),
+            format!(
+                "`{}` → `{}`",
+                display_image(&started.image_before),
+                display_image(&started.image_after)
+            ),
+        ));
+    }
+    Page {
+        title: clip(what, 256),
+        description: String::new(),
+        color,
+        fields,
+        footer: format!("{} s", elapsed.as_secs()),
+    }
+}
+
+/// `[#####-----]`.
+pub fn progress_bar(done: u64, total: u64) -> String {
+    let width = 10u64;
+    let filled = if total == 0 {
+        width
+    } else {
+        (done.min(total) * width) / total
+    };
+    format!(
+        "`[{}{}]`",
+        "#".repeat(filled as usize),
+        "-".repeat((width - filled) as usize)
+    )
 }
 
 /// The newest audit rows.

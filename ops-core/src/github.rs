@@ -647,6 +647,9 @@ pub enum Freshness {
     MustBeFresh,
     /// Read-only commands: if GitHub fails, a cached answer up to `max_stale` old is acceptable.
     MayBeStale,
+    /// Destructive requests and approval clicks: always asked of GitHub now, whatever is
+    /// cached; if GitHub fails, the check fails.
+    Live,
 }
 
 /// Which of the asked teams a login is an active member of.
@@ -749,7 +752,9 @@ impl MembershipCache {
         let is_fresh = |c: &Cached| (0..self.ttl_ms).contains(&(now - c.at_ms));
         let to_fetch: Vec<(&str, &TeamRef)> = wanted
             .iter()
-            .filter(|(k, _)| !cached.get(k.as_str()).is_some_and(is_fresh))
+            .filter(|(k, _)| {
+                freshness == Freshness::Live || !cached.get(k.as_str()).is_some_and(is_fresh)
+            })
             .map(|(k, t)| (k.as_str(), *t))
             .collect();
         let results = futures::future::join_all(

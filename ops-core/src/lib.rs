@@ -14,6 +14,7 @@ pub mod ops;
 pub mod permissions;
 pub mod redact;
 pub mod secret;
+pub mod services;
 pub mod status;
 pub mod store;
 pub mod swarm;

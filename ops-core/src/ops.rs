@@ -35,8 +35,11 @@ pub struct Ops {
 pub enum Access {
     /// Read-only: a cached GitHub answer up to the configured maximum age is acceptable.
     Read,
-    /// Changes something (or asks for an approval to): checked against GitHub now, refused if
+    /// Changes something (bump, scale, restart): checked against GitHub now, refused if
     /// GitHub, identity or the store cannot be checked.
+    Change,
+    /// Asks for a destructive action (an approval request): as `Change`, and it spends the
+    /// per-hour destructive budget.
     Destructive,
 }
 
@@ -69,7 +72,8 @@ impl Ops {
         let needed = perms.required_role(command).unwrap_or("(none)").to_string();
         let freshness = match access {
             Access::Read => Freshness::MayBeStale,
-            Access::Destructive => Freshness::MustBeFresh,
+            Access::Change => Freshness::MustBeFresh,
+            Access::Destructive => Freshness::Live,
         };
         let result: Result<Option<Principal>, Denied> = async {
             let principal = if needed == EVERYONE {
@@ -93,18 +97,11 @@ impl Ops {
                 Some(p) => format!("gh:{}", p.person.github_id),
                 None => format!("discord:{discord_id}"),
             };
-            let budget = match access {
-                Access::Read => Budget::Command,
-                Access::Destructive => Budget::Destructive,
-            };
             self.limits
                 .check(&key, Budget::Command)
-                .and_then(|()| {
-                    if budget == Budget::Destructive {
-                        self.limits.check(&key, budget)
-                    } else {
-                        Ok(())
-                    }
+                .and_then(|()| match access {
+                    Access::Destructive => self.limits.check(&key, Budget::Destructive),
+                    Access::Read | Access::Change => Ok(()),
                 })
                 .map_err(|wait| {
                     Denied(format!(

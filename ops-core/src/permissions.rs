@@ -14,7 +14,9 @@ use crate::config::ConfigError;
 pub const EVERYONE: &str = "everyone";
 
 /// Every command key sprocket-ops knows. A slash command and its CLI twin use the same key.
-pub const COMMANDS: &[&str] = &["status", "whoami", "link", "audit"];
+pub const COMMANDS: &[&str] = &[
+    "status", "whoami", "link", "audit", "logs", "bump", "scale", "restart", "rollback",
+];
 
 /// Every destructive action that needs a second engineer.
 pub const ACTIONS: &[&str] = &[

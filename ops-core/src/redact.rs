@@ -38,7 +38,11 @@ impl Redactor {
                 base64::engine::general_purpose::STANDARD.encode(s),
                 base64::engine::general_purpose::STANDARD_NO_PAD.encode(s),
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s),
-                url_encode(s),
+                url_encode(s, b"-_.~", false),
+                url_encode(s, b"-_.~", true),
+                url_encode(s, b"", false),
+                url_encode(s, b"", true),
+                url_encode(s, b"-_.~", false).replace("%20", "+"),
                 json_escape(s),
             ];
             for f in forms {
@@ -143,11 +147,15 @@ fn is_sensitive_key(k: &str) -> bool {
     .any(|s| k.contains(s))
 }
 
-fn url_encode(s: &str) -> String {
+/// Percent-encoding of `s`, keeping alphanumerics and the bytes in `keep`; `lower` gives
+/// lowercase hex (both are valid, and encoders differ).
+fn url_encode(s: &str, keep: &[u8], lower: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             out.push(b as char);
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
@@ -174,7 +182,8 @@ mod tests {
         let cases = vec![
             format!("raw {PLANTED} end"),
             format!("b64 {b64} end"),
-            format!("url {} end", url_encode(PLANTED)),
+            format!("url {} end", url_encode(PLANTED, b"-_.~", false)),
+            format!("strict url {} end", url_encode(PLANTED, b"", true)),
             format!("json {{\"v\":\"{}\"}}", json_escape(PLANTED)),
         ];
         for c in cases {

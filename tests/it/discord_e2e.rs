@@ -101,8 +101,31 @@ async fn whoami_shows_login_teams_and_included_roles() {
 
 /// Every command x every role (and no role, and an unlinked user) is allowed or refused exactly
 /// as permissions.toml says: the expectation is computed from the file, not written by hand.
+/// Valid options for each command, so the matrix tests authorisation, not parsing. Allowed
+/// invocations really run: they target a throwaway service and change nothing lasting.
+fn sample_options(command: &str, service: &str) -> serde_json::Value {
+    match command {
+        "logs" | "restart" => json!([{ "name": "service", "value": service }]),
+        "bump" => {
+            json!([{ "name": "service", "value": service }, { "name": "tag", "value": "main" }])
+        }
+        "scale" => {
+            json!([{ "name": "service", "value": service }, { "name": "replicas", "value": 1 }])
+        }
+        "rollback" => {
+            json!([{ "name": "service", "type": 1, "options": [{ "name": "name", "value": service }] }])
+        }
+        _ => json!([]),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permission_matrix_follows_permissions_toml() {
+    let swarm = TestSwarm::connect().await;
+    let svc = swarm
+        .create_service(TestService::new("prod-matrix", "main").label("sprocket.layer", "platform"))
+        .await;
+    swarm.wait_converged(svc.name(), T).await.unwrap();
     let bot = TestBot::start_with(BotOptions {
         extra_config: "\n[limits]\ncommands_per_minute = 1000\n".into(),
         ..Default::default()
@@ -141,7 +164,7 @@ async fn permission_matrix_follows_permissions_toml() {
             let expected = held.contains(needed);
             let r = bot
                 .discord
-                .invoke(user, command, json!([]))
+                .invoke(user, command, sample_options(command, svc.name()))
                 .await
                 .response(T)
                 .await

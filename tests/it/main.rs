@@ -8,5 +8,6 @@ mod discord_e2e;
 mod fake_discord_selftest;
 mod github;
 mod store;
+mod swarm_e2e;
 mod swarm_fixture;
 mod swarm_ops;

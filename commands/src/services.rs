@@ -1,0 +1,363 @@
+//! The Swarm service commands: `/bump`, `/scale`, `/restart`, `/rollback service`, `/logs`.
+//! Changes follow the rollout and edit one message at most every 2 s until it completes, pauses
+//! or rolls back; a rollback done by Swarm is reported as a failed deploy. Scaling to zero and
+//! rollbacks become approval requests.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ops_core::ops::Access;
+use ops_core::swarm::logs::LogQuery;
+use ops_core::swarm::rollout::RolloutOutcome;
+use ops_core::swarm::UpdateStarted;
+use poise::serenity_prelude as serenity;
+use poise::CreateReply;
+
+use crate::render::{self, Page};
+use crate::{actor, allow, approval_ui, parse_age, Context, Error, UserError};
+
+/// Edits of a progress message are at most this frequent.
+pub const EDIT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a rollout is followed before the report says "still in progress".
+const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub(crate) async fn autocomplete_service(
+    ctx: Context<'_>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
+    let choices = ctx
+        .data()
+        .ops
+        .service_names(partial)
+        .await
+        .into_iter()
+        .map(serenity::AutocompleteChoice::from)
+        .collect();
+    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+}
+
+/// Follows a change, editing the reply at most every [`EDIT_INTERVAL`]; returns the outcome.
+async fn follow_and_report(
+    ctx: Context<'_>,
+    what: &str,
+    started: &UpdateStarted,
+) -> Result<(), Error> {
+    let ops = ctx.data().ops.clone();
+    let begun = Instant::now();
+    let first = render::rollout_page(what, started, None, begun.elapsed());
+    let handle = ctx
+        .send(CreateReply::default().embed(first.to_embed()))
+        .await?;
+    let mut stream = ops.follow(started, ROLLOUT_TIMEOUT).await?;
+    let mut last_edit = Instant::now();
+    let mut pending: Option<Page> = None;
+    let mut outcome = None;
+    while let Some(p) = stream.next().await {
+        let done = p.outcome.is_some();
+        let page = render::rollout_page(what, started, Some(&p), begun.elapsed());
+        outcome = p.outcome.clone();
+        if done || last_edit.elapsed() >= EDIT_INTERVAL {
+            handle
+                .edit(ctx, CreateReply::default().embed(page.to_embed()))
+                .await?;
+            last_edit = Instant::now();
+            pending = None;
+        } else {
+            pending = Some(page);
+        }
+        if done {
+            break;
+        }
+    }
+    if let Some(page) = pending {
+        handle
+            .edit(ctx, CreateReply::default().embed(page.to_embed()))
+            .await?;
+    }
+    match outcome {
+        Some(RolloutOutcome::Completed) => Ok(()),
+        Some(RolloutOutcome::RolledBack { .. }) => {
+            Err(UserError(format!("{what}: failed, Swarm rolled it back")).into())
+        }
+        Some(RolloutOutcome::Paused { .. }) => {
+            Err(UserError(format!("{what}: paused by Swarm")).into())
+        }
+        Some(RolloutOutcome::TimedOut) | None => Err(UserError(format!(
+            "{what}: still in progress after {} s",
+            ROLLOUT_TIMEOUT.as_secs()
+        ))
+        .into()),
+        Some(RolloutOutcome::Failed(e)) => Err(ops.swarm_error(e).into()),
+    }
+}
+
+/// Set one service's image tag (or a full reference) and follow the rollout.
+#[poise::command(slash_command, guild_only)]
+pub async fn bump(
+    ctx: Context<'_>,
+    #[description = "The Swarm service"]
+    #[autocomplete = "autocomplete_service"]
+    service: String,
+    #[description = "A tag (v2) or a full image reference"] tag: String,
+) -> Result<(), Error> {
+    ops_core::swarm::imageref::ImageTarget::parse(&tag)
+        .map_err(|e| UserError(format!("Invalid image: {e}")))?;
+    allow(ctx, "bump", Access::Change).await?;
+    ctx.defer().await?;
+    let ops = ctx.data().ops.clone();
+    let params = serde_json::json!({ "service": service, "tag": tag });
+    ops.audited(&actor(ctx), "bump", params, || async {
+        let started = ops.bump(&service, &tag).await?;
+        follow_and_report(
+            ctx,
+            &format!("bump {service} to {}", started.image_after),
+            &started,
+        )
+        .await
+        .map_err(|e| as_ops_error(&ops, e))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Set a service's replica count (scaling to 0 needs a second engineer's approval).
+#[poise::command(slash_command, guild_only)]
+pub async fn scale(
+    ctx: Context<'_>,
+    #[description = "The Swarm service"]
+    #[autocomplete = "autocomplete_service"]
+    service: String,
+    #[description = "Replicas (0 asks for an approval)"]
+    #[max = 100]
+    replicas: u32,
+) -> Result<(), Error> {
+    let ops = ctx.data().ops.clone();
+    if replicas == 0 {
+        let who = allow(ctx, "scale", Access::Destructive)
+            .await?
+            .ok_or_else(|| UserError("link your GitHub account first".into()))?;
+        ctx.defer().await?;
+        ops.service(&service).await?;
+        let summary = format!(
+            "scale `{service}` to 0 replicas (requested by {})",
+            who.person.login
+        );
+        let params = serde_json::json!({ "service": service });
+        return request_approval(ctx, &who, "scale_to_zero", params, &summary).await;
+    }
+    allow(ctx, "scale", Access::Change).await?;
+    ctx.defer().await?;
+    let params = serde_json::json!({ "service": service, "replicas": replicas });
+    ops.audited(&actor(ctx), "scale", params, || async {
+        let started = ops.scale(&service, u64::from(replicas)).await?;
+        follow_and_report(ctx, &format!("scale {service} to {replicas}"), &started)
+            .await
+            .map_err(|e| as_ops_error(&ops, e))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Restart a service: a forced rolling restart of its tasks.
+#[poise::command(slash_command, guild_only)]
+pub async fn restart(
+    ctx: Context<'_>,
+    #[description = "The Swarm service"]
+    #[autocomplete = "autocomplete_service"]
+    service: String,
+) -> Result<(), Error> {
+    allow(ctx, "restart", Access::Change).await?;
+    ctx.defer().await?;
+    let ops = ctx.data().ops.clone();
+    ops.audited(
+        &actor(ctx),
+        "restart",
+        serde_json::json!({ "service": service }),
+        || async {
+            let started = ops.restart(&service).await?;
+            follow_and_report(ctx, &format!("restart {service}"), &started)
+                .await
+                .map_err(|e| as_ops_error(&ops, e))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Roll back a service or a layer (needs a second engineer's approval).
+#[poise::command(
+    slash_command,
+    guild_only,
+    subcommands("rollback_service"),
+    subcommand_required
+)]
+pub async fn rollback(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Roll a service back to its previous spec (Swarm's own rollback), after approval.
+#[poise::command(slash_command, guild_only, rename = "service")]
+pub async fn rollback_service(
+    ctx: Context<'_>,
+    #[description = "The Swarm service"]
+    #[autocomplete = "autocomplete_service"]
+    name: String,
+) -> Result<(), Error> {
+    let who = allow(ctx, "rollback", Access::Destructive)
+        .await?
+        .ok_or_else(|| UserError("link your GitHub account first".into()))?;
+    ctx.defer().await?;
+    let d = ctx.data().ops.service(&name).await?;
+    let Some(previous) = d.previous_image.clone() else {
+        return Err(UserError(format!("`{name}` has no previous spec to roll back to")).into());
+    };
+    let summary = format!(
+        "roll back `{name}` from `{}` to `{}` (requested by {})",
+        ops_core::swarm::display_image(&d.image),
+        ops_core::swarm::display_image(&previous),
+        who.person.login
+    );
+    request_approval(
+        ctx,
+        &who,
+        "service_rollback",
+        serde_json::json!({ "service": name }),
+        &summary,
+    )
+    .await
+}
+
+async fn request_approval(
+    ctx: Context<'_>,
+    who: &ops_core::identity::Principal,
+    action: &str,
+    params: serde_json::Value,
+    summary: &str,
+) -> Result<(), Error> {
+    let ops = ctx.data().ops.clone();
+    let started = Instant::now();
+    let result =
+        approval_ui::request(ctx.http(), ctx.data(), who, action, params.clone(), summary).await;
+    let (outcome, detail) = match &result {
+        Ok((req, _)) => (
+            ops_core::audit::Outcome::Ok,
+            format!("approval requested: {}", req.id),
+        ),
+        Err(e) => (ops_core::audit::Outcome::Denied, e.to_string()),
+    };
+    ops.record(
+        &actor(ctx),
+        &format!("request.{action}"),
+        &params,
+        outcome,
+        Some(detail),
+        None,
+        started,
+    )
+    .await;
+    let (req, link) = result?;
+    ctx.send(CreateReply::default().content(format!(
+        "Approval requested from {}: {} — {link}",
+        req.rule.approver_roles.join(" or "),
+        req.summary
+    )))
+    .await?;
+    Ok(())
+}
+
+fn as_ops_error(ops: &ops_core::Ops, e: Error) -> ops_core::OpsError {
+    match e.downcast::<ops_core::OpsError>() {
+        Ok(o) => *o,
+        Err(e) => match e.downcast::<UserError>() {
+            Ok(u) => ops_core::OpsError {
+                summary: u.0,
+                error_id: ops_core::ops::new_error_id(),
+            },
+            Err(e) => ops.fail("Discord request failed", &e),
+        },
+    }
+}
+
+/// Show a service's recent logs, secrets redacted (stdout and stderr apart).
+#[poise::command(slash_command, guild_only)]
+pub async fn logs(
+    ctx: Context<'_>,
+    #[description = "The Swarm service"]
+    #[autocomplete = "autocomplete_service"]
+    service: String,
+    #[description = "Only lines newer than this, like 10m, 2h or 1d"] since: Option<String>,
+    #[description = "Only the last N lines of each task (default 200)"]
+    #[max = 100000]
+    tail: Option<u32>,
+    #[description = "Only lines containing this text"] grep: Option<String>,
+) -> Result<(), Error> {
+    let since_secs = match &since {
+        Some(s) => Some((ops_core::ops::now_ms() - parse_age(s).map_err(UserError)?) / 1000),
+        None => None,
+    };
+    allow(ctx, "logs", Access::Read).await?;
+    ctx.defer().await?;
+    let limit = match ctx {
+        poise::Context::Application(a) => a.interaction.attachment_size_limit as usize,
+        poise::Context::Prefix(_) => 8 * 1024 * 1024,
+    };
+    // Two attachments (stdout, stderr) must fit the interaction's limit together.
+    let max_bytes = (limit / 2).clamp(1024, 8 * 1024 * 1024);
+    let query = LogQuery {
+        since: since_secs,
+        tail: Some(u64::from(tail.unwrap_or(200))),
+        follow: false,
+        timestamps: false,
+    };
+    let ops = ctx.data().ops.clone();
+    let params =
+        serde_json::json!({ "service": service, "since": since, "tail": tail, "grep": grep });
+    let logs = ops
+        .audited(&actor(ctx), "logs", params, || async {
+            ops.logs(&service, query, grep.as_deref(), max_bytes).await
+        })
+        .await?;
+    let header = format!(
+        "**{service}** logs: {} line(s){}{}",
+        logs.lines,
+        if logs.truncated {
+            ", oldest cut to fit"
+        } else {
+            ""
+        },
+        if logs.error.is_some() {
+            ", the stream ended with an error"
+        } else {
+            ""
+        },
+    );
+    let inline = 1900usize.saturating_sub(header.len() + 40);
+    let mut reply = CreateReply::default();
+    if logs.stdout.len() + logs.stderr.len() <= inline {
+        let mut text = header;
+        for (name, body) in [("stdout", &logs.stdout), ("stderr", &logs.stderr)] {
+            if !body.is_empty() {
+                text.push_str(&format!(
+                    "\n{name}:\n```\n{}\n```",
+                    body.replace("```", "'''")
+                ));
+            }
+        }
+        if logs.stdout.is_empty() && logs.stderr.is_empty() {
+            text.push_str("\n(no lines)");
+        }
+        reply = reply.content(text);
+    } else {
+        reply = reply.content(header);
+        for (name, body) in [("stdout", &logs.stdout), ("stderr", &logs.stderr)] {
+            if !body.is_empty() {
+                reply = reply.attachment(serenity::CreateAttachment::bytes(
+                    body.as_bytes().to_vec(),
+                    format!("{service}-{name}.txt"),
+                ));
+            }
+        }
+    }
+    ctx.send(reply).await?;
+    Ok(())
+}
