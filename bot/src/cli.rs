@@ -9,12 +9,17 @@ use clap::{Parser, Subcommand};
 use ops_core::audit::{Actor, AuditFilter};
 use ops_core::status::StatusReport;
 
+use futures::StreamExt;
+use ops_core::swarm::rollout::RolloutOutcome;
+use ops_core::swarm::UpdateStarted;
+use ops_core::{Ops, OpsError};
+
 use crate::app::{build_ops, load_config, Secrets};
 use crate::exit::Exit;
 
 /// sprocket-ops: operate the Sprocket platform (Swarm, Pulumi layers, Vault) from Discord or here.
 #[derive(Debug, Parser)]
-#[command(name = "sprocket-ops", version, about)]
+#[command(name = "sprocket-ops", version)]
 pub struct Cli {
     /// The configuration file.
     #[arg(
@@ -52,6 +57,45 @@ pub enum Command {
         /// Only this layer.
         #[arg(long)]
         layer: Option<String>,
+    },
+    /// Set one service's image tag (or full reference) and follow the rollout.
+    Bump {
+        service: String,
+        /// A tag (v2) or a full image reference.
+        tag: String,
+    },
+    /// Set a service's replica count. Scaling to 0 needs a second engineer: request it in
+    /// Discord, or pass --break-glass when Discord is down (audited).
+    Scale {
+        service: String,
+        replicas: u64,
+        /// Act without a Discord approval, stating why (only when Discord is unavailable).
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
+    },
+    /// Force a rolling restart of a service.
+    Restart { service: String },
+    /// Roll a service back to its previous spec (needs --break-glass outside Discord).
+    Rollback {
+        service: String,
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
+    },
+    /// Print a service's logs, secrets redacted (stdout to stdout, stderr to stderr).
+    Logs {
+        service: String,
+        /// Only lines newer than this: 10m, 2h, 1d.
+        #[arg(long, value_parser = parse_age)]
+        since: Option<i64>,
+        /// Only the last N lines of each task.
+        #[arg(long, default_value_t = 200)]
+        tail: u64,
+        /// Only lines containing this text.
+        #[arg(long)]
+        grep: Option<String>,
+        /// At most this many bytes per stream are kept (the newest).
+        #[arg(long, default_value_t = 64 * 1024 * 1024)]
+        max_bytes: usize,
     },
     /// Show the audit log, newest first.
     Audit {
@@ -117,6 +161,77 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             };
             print_stdout(&out)
         }
+        Command::Bump { service, tag } => {
+            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            let params = serde_json::json!({ "service": service, "tag": tag });
+            change(&ops, "bump", params, || ops.bump(service, tag)).await
+        }
+        Command::Scale {
+            service,
+            replicas,
+            break_glass,
+        } => {
+            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            if *replicas == 0 {
+                let reason = break_glass_reason(break_glass, "scaling to 0")?;
+                let params = serde_json::json!({ "service": service, "break_glass": reason });
+                return break_glass_action(&ops, "scale_to_zero", params).await;
+            }
+            let params = serde_json::json!({ "service": service, "replicas": replicas });
+            change(&ops, "scale", params, || ops.scale(service, *replicas)).await
+        }
+        Command::Restart { service } => {
+            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            let params = serde_json::json!({ "service": service });
+            change(&ops, "restart", params, || ops.restart(service)).await
+        }
+        Command::Rollback {
+            service,
+            break_glass,
+        } => {
+            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            let reason = break_glass_reason(break_glass, "a rollback")?;
+            let params = serde_json::json!({ "service": service, "break_glass": reason });
+            break_glass_action(&ops, "service_rollback", params).await
+        }
+        Command::Logs {
+            service,
+            since,
+            tail,
+            grep,
+            max_bytes,
+        } => {
+            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            let query = ops_core::swarm::logs::LogQuery {
+                since: since.map(|age| (ops_core::ops::now_ms() - age) / 1000),
+                tail: Some(*tail),
+                follow: false,
+                timestamps: false,
+            };
+            let params = serde_json::json!({ "service": service, "tail": tail, "grep": grep });
+            let logs = ops
+                .audited(&Actor::cli_from_env(), "logs", params, || async {
+                    ops.logs(service, query, grep.as_deref(), *max_bytes).await
+                })
+                .await
+                .map_err(|e| Exit::new(1, e.to_string()))?;
+            print_stdout(&logs.stdout)?;
+            if !logs.stdout.is_empty() {
+                print_stdout("\n")?;
+            }
+            if !logs.stderr.is_empty() {
+                eprintln!("{}", logs.stderr);
+            }
+            if logs.truncated {
+                eprintln!(
+                    "sprocket-ops: older lines were cut to keep {max_bytes} bytes per stream"
+                );
+            }
+            match logs.error {
+                Some(e) => Err(Exit::new(1, ops.swarm_error(e).to_string())),
+                None => Ok(()),
+            }
+        }
         Command::Audit {
             json,
             user,
@@ -167,6 +282,105 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             print_stdout(&out)
         }
     }
+}
+
+/// Runs a change, audits it, then follows its rollout printing progress lines; a rollback by
+/// Swarm, a pause or a timeout is a failure (exit 1).
+async fn change<'a, F, Fut>(
+    ops: &'a Ops,
+    command: &str,
+    params: serde_json::Value,
+    op: F,
+) -> Result<(), Exit>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<UpdateStarted, OpsError>> + 'a,
+{
+    let started = ops
+        .audited(&Actor::cli_from_env(), command, params, op)
+        .await
+        .map_err(|e| Exit::new(1, e.to_string()))?;
+    println!(
+        "{command} {}: {} -> {}",
+        started.name,
+        ops_core::swarm::display_image(&started.image_before),
+        ops_core::swarm::display_image(&started.image_after)
+    );
+    let mut stream = ops
+        .follow(&started, std::time::Duration::from_secs(600))
+        .await
+        .map_err(|e| Exit::new(1, e.to_string()))?;
+    let mut last = String::new();
+    while let Some(p) = stream.next().await {
+        let line = format!(
+            "  {}/{} updated, {} outdated{}",
+            p.running_updated.min(p.desired),
+            p.desired,
+            p.running_outdated,
+            p.update_state
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        );
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+        if let Some(outcome) = p.outcome {
+            return match outcome {
+                RolloutOutcome::Completed => {
+                    println!("completed");
+                    Ok(())
+                }
+                RolloutOutcome::RolledBack { message } => Err(Exit::new(
+                    1,
+                    format!("failed: Swarm rolled it back ({message})"),
+                )),
+                RolloutOutcome::Paused { message } => {
+                    Err(Exit::new(1, format!("paused by Swarm ({message})")))
+                }
+                RolloutOutcome::TimedOut => {
+                    Err(Exit::new(1, "still in progress after 600 s".to_string()))
+                }
+                RolloutOutcome::Failed(e) => Err(Exit::new(1, ops.swarm_error(e).to_string())),
+            };
+        }
+    }
+    Err(Exit::new(
+        1,
+        "the rollout could not be followed".to_string(),
+    ))
+}
+
+fn break_glass_reason(reason: &Option<String>, what: &str) -> Result<String, Exit> {
+    match reason.as_deref().map(str::trim) {
+        Some(r) if r.len() >= 10 => Ok(r.to_string()),
+        Some(_) => Err(Exit::new(Exit::USAGE, "--break-glass needs a reason of at least 10 characters".to_string())),
+        None => Err(Exit::new(
+            Exit::USAGE,
+            format!("{what} needs a second engineer's approval: request it in Discord, or if Discord is down re-run with --break-glass \"<reason>\" (audited)"),
+        )),
+    }
+}
+
+/// A destructive action without a Discord approval: only from the node's CLI, with a reason,
+/// audited as such.
+async fn break_glass_action(
+    ops: &Ops,
+    action: &str,
+    params: serde_json::Value,
+) -> Result<(), Exit> {
+    let summary = ops
+        .audited(
+            &Actor::cli_from_env(),
+            &format!("break_glass.{action}"),
+            params.clone(),
+            || async { ops.approvals.execute_unapproved(action, &params).await },
+        )
+        .await
+        .map_err(|e| Exit::new(1, e.to_string()))?;
+    println!("{summary}");
+    Ok(())
 }
 
 fn print_stdout(s: &str) -> Result<(), Exit> {

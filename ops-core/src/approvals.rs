@@ -474,6 +474,20 @@ impl Approvals {
         Ok(())
     }
 
+    /// Runs a registered action without an approval: the CLI's break-glass path, for when
+    /// Discord is down. The caller audits it with the stated reason.
+    pub async fn execute_unapproved(
+        &self,
+        action: &str,
+        params: &serde_json::Value,
+    ) -> Result<String, OpsError> {
+        let executor = self.executor(action).map_err(|r| OpsError {
+            summary: r.to_string(),
+            error_id: crate::ops::new_error_id(),
+        })?;
+        executor.execute(params).await
+    }
+
     /// Moves every overdue pending request to `expired` and returns them (to disable buttons).
     pub async fn expire_due(&self) -> Result<Vec<ApprovalRequest>, Refusal> {
         Ok(self.store.expire_approvals(now_ms()).await?)

@@ -4,6 +4,7 @@
 
 mod approvals;
 mod architecture;
+mod cli;
 mod discord_e2e;
 mod fake_discord_selftest;
 mod github;
