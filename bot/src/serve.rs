@@ -43,7 +43,10 @@ pub async fn serve(
             audit: cfg.discord.audit_channel_id,
         },
         link: link_api(&cfg, &secrets)?,
+        inflight: Arc::new(commands::inflight::InFlight::default()),
     };
+    let inflight = Arc::clone(&data.inflight);
+    let grace = std::time::Duration::from_secs(cfg.discord.shutdown_grace_secs);
     match ops.approvals.recover_interrupted().await {
         Ok(failed) if !failed.is_empty() => {
             tracing::warn!(
@@ -109,7 +112,16 @@ pub async fn serve(
     let shard_manager = Arc::clone(&client.shard_manager);
     tokio::spawn(async move {
         shutdown.await;
-        tracing::info!("shutting down: closing the gateway");
+        tracing::info!(
+            running = inflight.running(),
+            grace_secs = grace.as_secs(),
+            "shutting down: no new commands; waiting for running work"
+        );
+        let left = inflight.close_and_wait(grace).await;
+        if left > 0 {
+            tracing::warn!(left, "grace period over: closing with work still running");
+        }
+        tracing::info!("closing the gateway");
         shard_manager.shutdown_all().await;
     });
     tracing::info!(config = %cfg, "starting");

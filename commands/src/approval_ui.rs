@@ -160,6 +160,10 @@ pub async fn handle_component(
     let Some(parsed) = data.ops.approvals.parse_custom_id(&mci.data.custom_id) else {
         return;
     };
+    let Some(_guard) = data.inflight.enter() else {
+        reply_ephemeral(&ctx.http, mci, crate::SHUTTING_DOWN).await;
+        return;
+    };
     let started = Instant::now();
     let actor = Actor::discord(mci.user.id.get(), &mci.user.name);
     let (id, kind) = match parsed {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod approval_ui;
+pub mod inflight;
 pub mod render;
 pub mod services;
 
@@ -33,6 +34,8 @@ pub struct Data {
     pub channels: Channels,
     /// The GitHub API for `/link` (device flow), when a client id is configured.
     pub link: Option<Arc<dyn GithubApi>>,
+    /// Running commands and clicks, for graceful shutdown.
+    pub inflight: Arc<inflight::InFlight>,
 }
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -82,15 +85,27 @@ async fn allow(
         .map_err(|d| UserError(format!("Not allowed: {d}")).into())
 }
 
-/// The global check: interactions are only accepted from allowed guilds and channels.
+/// The global check: interactions are only accepted from allowed guilds and channels, and not
+/// once shutdown has begun. Accepted invocations hold an in-flight guard until they end.
 pub async fn channel_check(ctx: Context<'_>) -> Result<bool, Error> {
     let perms = ctx.data().ops.identity.permissions();
-    Ok(perms.channel_allowed(
+    if !perms.channel_allowed(
         ctx.data().guild_id,
         ctx.guild_id().map(|g| g.get()),
         ctx.channel_id().get(),
-    ))
+    ) {
+        return Ok(false);
+    }
+    let Some(guard) = ctx.data().inflight.enter() else {
+        return Err(UserError(SHUTTING_DOWN.into()).into());
+    };
+    // Dropped with the invocation, whether it succeeds or fails.
+    ctx.set_invocation_data(guard).await;
+    Ok(true)
 }
+
+pub(crate) const SHUTTING_DOWN: &str =
+    "sprocket-ops is restarting: nothing was run; try again in a minute.";
 
 async fn autocomplete_layer(
     ctx: Context<'_>,
@@ -337,15 +352,13 @@ pub async fn on_error(err: poise::FrameworkError<'_, Data, Error>) {
             "Discord did not tell me this channel's permissions; try again in a moment."
                 .to_string(),
         ),
-        poise::FrameworkError::CommandCheckFailed { ctx, error, .. } => {
-            if let Some(e) = error {
-                tracing::warn!("command check failed: {e}");
-            }
-            (
+        poise::FrameworkError::CommandCheckFailed { ctx, error, .. } => match error {
+            Some(e) => (ctx, e.to_string()),
+            None => (
                 ctx,
                 "Commands are not accepted in this channel.".to_string(),
-            )
-        }
+            ),
+        },
         poise::FrameworkError::CommandStructureMismatch {
             ctx, description, ..
         } => {

@@ -253,6 +253,13 @@ pub struct DiscordConfig {
     /// Where the bot token comes from; default env `DISCORD_TOKEN`.
     #[serde(default = "default_discord_token")]
     pub token: SecretSource,
+    /// On SIGTERM: how long running commands and deploys may finish before the gateway closes.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_shutdown_grace() -> u64 {
+    60
 }
 
 fn default_discord_token() -> SecretSource {

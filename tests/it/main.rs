@@ -8,6 +8,7 @@ mod cli;
 mod discord_e2e;
 mod fake_discord_selftest;
 mod github;
+mod reliability;
 mod store;
 mod swarm_e2e;
 mod swarm_fixture;

@@ -28,7 +28,7 @@ pub struct TestBot {
     pub github: FakeGithub,
     pub dir: tempfile::TempDir,
     pub permissions: Permissions,
-    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    running: Option<(Option<oneshot::Sender<()>>, JoinHandle<()>)>,
     next_id: AtomicU64,
 }
 
@@ -155,7 +155,7 @@ services = ["prod-*"]
                 panic!("serve failed: {e}");
             }
         });
-        self.running = Some((tx, handle));
+        self.running = Some((Some(tx), handle));
         let registered = self.discord.gateway_connections();
         self.discord
             .wait_commands_registered(Duration::from_secs(20))
@@ -173,9 +173,29 @@ services = ["prod-*"]
     }
 
     pub async fn stop(&mut self) {
-        if let Some((tx, handle)) = self.running.take() {
-            let _ = tx.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        self.signal_shutdown();
+        self.wait_stopped(Duration::from_secs(10)).await;
+    }
+
+    /// Sends the shutdown signal (SIGTERM in production) without waiting.
+    pub fn signal_shutdown(&mut self) {
+        if let Some((tx, _)) = self.running.as_mut() {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Waits for `serve` to return; `true` if it did within `timeout`.
+    pub async fn wait_stopped(&mut self, timeout: Duration) -> bool {
+        let Some((_, handle)) = self.running.as_mut() else {
+            return true;
+        };
+        if tokio::time::timeout(timeout, handle).await.is_ok() {
+            self.running = None;
+            true
+        } else {
+            false
         }
     }
 
@@ -227,7 +247,9 @@ services = ["prod-*"]
 impl Drop for TestBot {
     fn drop(&mut self) {
         if let Some((tx, handle)) = self.running.take() {
-            let _ = tx.send(());
+            if let Some(tx) = tx {
+                let _ = tx.send(());
+            }
             handle.abort();
         }
     }
