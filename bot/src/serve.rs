@@ -44,6 +44,7 @@ pub async fn serve(
         },
         link: link_api(&cfg, &secrets)?,
         inflight: Arc::new(commands::inflight::InFlight::default()),
+        logs_follow: std::time::Duration::from_secs(cfg.discord.logs_follow_secs),
     };
     let inflight = Arc::clone(&data.inflight);
     let grace = std::time::Duration::from_secs(cfg.discord.shutdown_grace_secs);

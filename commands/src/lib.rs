@@ -36,6 +36,8 @@ pub struct Data {
     pub link: Option<Arc<dyn GithubApi>>,
     /// Running commands and clicks, for graceful shutdown.
     pub inflight: Arc<inflight::InFlight>,
+    /// How long `/logs follow:true` streams before stopping by itself.
+    pub logs_follow: std::time::Duration,
 }
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use ops_core::ops::Access;
-use ops_core::swarm::logs::LogQuery;
+use std::collections::VecDeque;
+
+use ops_core::swarm::logs::{LogQuery, LogStream};
 use ops_core::swarm::rollout::RolloutOutcome;
 use ops_core::swarm::UpdateStarted;
 use poise::serenity_prelude as serenity;
@@ -290,6 +292,9 @@ pub async fn logs(
     #[max = 100000]
     tail: Option<u32>,
     #[description = "Only lines containing this text"] grep: Option<String>,
+    #[description = "Keep streaming new lines into a thread for a few minutes"] follow: Option<
+        bool,
+    >,
 ) -> Result<(), Error> {
     let since_secs = match &since {
         Some(s) => Some((ops_core::ops::now_ms() - parse_age(s).map_err(UserError)?) / 1000),
@@ -297,6 +302,9 @@ pub async fn logs(
     };
     allow(ctx, "logs", Access::Read).await?;
     ctx.defer().await?;
+    if follow == Some(true) {
+        return follow_logs(ctx, &service, since_secs, grep).await;
+    }
     let limit = match ctx {
         poise::Context::Application(a) => a.interaction.attachment_size_limit as usize,
         poise::Context::Prefix(_) => 8 * 1024 * 1024,
@@ -359,5 +367,124 @@ pub async fn logs(
         }
     }
     ctx.send(reply).await?;
+    Ok(())
+}
+
+/// Lines kept for the live message: the newest that fit one Discord message.
+const FOLLOW_WINDOW: usize = 1800;
+
+/// `/logs follow:true`: one message in a thread, edited at most every 2 s with the newest
+/// redacted lines, until the configured time is up. Memory stays bounded: only the window of
+/// lines that fit one message is kept.
+async fn follow_logs(
+    ctx: Context<'_>,
+    service: &str,
+    since: Option<i64>,
+    grep: Option<String>,
+) -> Result<(), Error> {
+    let ops = ctx.data().ops.clone();
+    ops.service(service).await?;
+    let limit = ctx.data().logs_follow;
+    let params = serde_json::json!({ "service": service, "follow": true, "grep": grep });
+    let started = Instant::now();
+    let handle = ctx
+        .send(CreateReply::default().content(format!(
+            "Following **{service}** logs for {} s in the thread below (secrets redacted).",
+            limit.as_secs()
+        )))
+        .await?;
+    let anchor = handle.message().await?;
+    let thread = anchor
+        .channel_id
+        .create_thread_from_message(
+            ctx.http(),
+            anchor.id,
+            serenity::CreateThread::new(render::clip(&format!("logs {service}"), 100)),
+        )
+        .await?;
+    let mut live = thread.id.say(ctx.http(), "(waiting for lines)").await?;
+    let query = LogQuery {
+        since,
+        tail: Some(20),
+        follow: true,
+        timestamps: false,
+    };
+    let mut lines = ops
+        .swarm
+        .logs(service, query)
+        .await
+        .map_err(|e| ops.swarm_error(e))?;
+    let mut window: VecDeque<String> = VecDeque::new();
+    let mut window_len = 0usize;
+    let mut dirty = false;
+    let mut seen = 0usize;
+    let mut last_edit = Instant::now();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let wake = deadline.min(tokio::time::Instant::now() + EDIT_INTERVAL);
+        match tokio::time::timeout_at(wake, lines.next()).await {
+            Ok(Some(Ok(line))) => {
+                let text = ops.redactor.redact(&line.text).into_owned();
+                if grep.as_deref().is_some_and(|g| !text.contains(g)) {
+                    continue;
+                }
+                seen += 1;
+                let tag = if line.stream == LogStream::Stderr {
+                    "! "
+                } else {
+                    ""
+                };
+                let text = format!("{tag}{}", render::clip(&text, 300).replace("```", "'''"));
+                window_len += text.len() + 1;
+                window.push_back(text);
+                while window_len > FOLLOW_WINDOW {
+                    match window.pop_front() {
+                        Some(old) => window_len -= old.len() + 1,
+                        None => break,
+                    }
+                }
+                dirty = true;
+            }
+            Ok(Some(Err(e))) => {
+                tracing::warn!(error = %e, "log stream ended with an error");
+                break;
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        if dirty && last_edit.elapsed() >= EDIT_INTERVAL {
+            let body = window.iter().cloned().collect::<Vec<_>>().join("\n");
+            live.edit(
+                ctx.http(),
+                serenity::EditMessage::new().content(format!("```\n{body}\n```")),
+            )
+            .await?;
+            last_edit = Instant::now();
+            dirty = false;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+    }
+    let body = window.iter().cloned().collect::<Vec<_>>().join("\n");
+    let last = format!(
+        "```\n{body}\n```\nstopped after {} s ({seen} line(s))",
+        started.elapsed().as_secs()
+    );
+    live.edit(
+        ctx.http(),
+        serenity::EditMessage::new().content(render::clip(&last, 1990)),
+    )
+    .await?;
+    ops.record(
+        &actor(ctx),
+        "logs",
+        &params,
+        ops_core::audit::Outcome::Ok,
+        Some(format!("followed {seen} line(s)")),
+        None,
+        started,
+    )
+    .await;
     Ok(())
 }

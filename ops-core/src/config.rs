@@ -256,6 +256,13 @@ pub struct DiscordConfig {
     /// On SIGTERM: how long running commands and deploys may finish before the gateway closes.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// `/logs follow:true` stops by itself after this long.
+    #[serde(default = "default_logs_follow")]
+    pub logs_follow_secs: u64,
+}
+
+fn default_logs_follow() -> u64 {
+    300
 }
 
 fn default_shutdown_grace() -> u64 {

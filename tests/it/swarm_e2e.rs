@@ -597,3 +597,65 @@ async fn logs_never_leak_planted_secrets_inline_or_as_attachments() {
     );
     bot.discord.assert_no_violations();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_streams_redacted_lines_into_a_thread_and_stops_by_itself() {
+    let swarm = TestSwarm::connect().await;
+    let svc = swarm
+        .create_service(
+            TestService::new("prod-follow", "main")
+                .label("sprocket.layer", "platform")
+                .env("TESTSVC_LOG_INTERVAL_MS", "200")
+                .env("TESTSVC_LOG_LINES", "token=followsecret123"),
+        )
+        .await;
+    swarm
+        .wait_converged(svc.name(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let bot = TestBot::start_with(sprocket_ops_tests::bot::BotOptions {
+        discord_extra: "logs_follow_secs = 5".into(),
+        ..Default::default()
+    })
+    .await;
+    let op = bot.person("olive", &["operator"]).await;
+    let r = bot
+        .discord
+        .invoke(&op, "logs", json!([{ "name": "service", "value": svc.name() }, { "name": "follow", "value": true }]))
+        .await
+        .wait_final(T, |r| r.text().contains("Following"))
+        .await
+        .unwrap();
+    let anchor = r.messages()[0].id;
+    // A thread made from a message has that message's id.
+    let last = bot
+        .discord
+        .wait_channel_message(
+            anchor,
+            |m| m.text().contains("stopped after"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(last.text().contains("token="), "{}", last.text());
+    let edits = bot
+        .discord
+        .requests()
+        .iter()
+        .filter(|q| {
+            q.method == "PATCH" && q.path.contains(&format!("/channels/{anchor}/messages/"))
+        })
+        .count();
+    assert!(
+        edits >= 2 && edits <= 6,
+        "edited at most every 2 s over 5 s: {edits}"
+    );
+    for q in bot.discord.requests() {
+        assert!(!q
+            .body
+            .map(|b| b.to_string())
+            .unwrap_or_default()
+            .contains("followsecret123"));
+    }
+    bot.discord.assert_no_violations();
+}

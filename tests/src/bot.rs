@@ -39,6 +39,8 @@ pub struct BotOptions {
     pub permissions: Option<String>,
     /// Extra TOML appended to the config (for example `[limits]`).
     pub extra_config: String,
+    /// Extra keys inside `[discord]` (for example `logs_follow_secs = 3`).
+    pub discord_extra: String,
 }
 
 impl TestBot {
@@ -83,6 +85,7 @@ approvals_channel_id = {APPROVALS}
 audit_channel_id = {AUDIT}
 api_base_url = "{discord_url}"
 token = {{ file = "{dir}/discord-token" }}
+{discord_extra}
 
 [database]
 url = "sqlite://{dir}/ops.db"
@@ -119,6 +122,7 @@ services = ["prod-*"]
             gh_oauth = github.oauth_base_url(),
             client_id = crate::fake_github::FAKE_CLIENT_ID,
             extra = opts.extra_config,
+            discord_extra = opts.discord_extra,
         );
         std::fs::write(dir.path().join("sprocket-ops.toml"), config).unwrap();
         let permissions =
