@@ -18,5 +18,6 @@ pub mod services;
 pub mod status;
 pub mod store;
 pub mod swarm;
+pub mod vault;
 
 pub use ops::{Ops, OpsError};

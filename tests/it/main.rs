@@ -13,3 +13,4 @@ mod store;
 mod swarm_e2e;
 mod swarm_fixture;
 mod swarm_ops;
+mod vault;

@@ -3,6 +3,7 @@
 //! the environment the test script prepares (Postgres URL, test images, the built binary).
 #![forbid(unsafe_code)]
 
+pub mod bao;
 pub mod bot;
 pub mod env;
 pub mod fake_discord;
