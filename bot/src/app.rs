@@ -118,6 +118,19 @@ pub async fn build_ops(
         "scale_to_zero",
         Arc::new(ScaleToZero::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
     );
+    let vault: Option<Arc<dyn ops_core::vault::VaultApi>> = match &cfg.vault {
+        Some(v) => Some(Arc::new(
+            ops_core::vault::VaultClient::new(v)
+                .map_err(|e| Exit::new(Exit::USAGE, format!("vault: {e}")))?,
+        )),
+        None => None,
+    };
+    if let Some(v) = &vault {
+        approvals.register(
+            ops_core::vault::VAULT_SEAL_ACTION,
+            Arc::new(ops_core::vault::VaultSeal::new(Arc::clone(v))),
+        );
+    }
     approvals.register(
         "service_rollback",
         Arc::new(ServiceRollback::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
@@ -129,6 +142,7 @@ pub async fn build_ops(
         redactor,
         identity: Arc::new(identity),
         approvals: Arc::new(approvals),
+        vault,
         limits: Arc::new(RateLimits::new(
             cfg.limits.commands_per_minute,
             cfg.limits.destructive_per_hour,

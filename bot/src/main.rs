@@ -8,7 +8,7 @@ use sprocket_ops::cli::{Cli, LogFormat};
 async fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,serenity=warn,tracing::span=warn")
+        tracing_subscriber::EnvFilter::new("info,serenity=warn,tracing::span=warn,vaultrs=off")
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -45,6 +45,15 @@ pub async fn serve(
         link: link_api(&cfg, &secrets)?,
         inflight: Arc::new(commands::inflight::InFlight::default()),
         logs_follow: std::time::Duration::from_secs(cfg.discord.logs_follow_secs),
+        vault: match (&ops.vault, &cfg.vault) {
+            (Some(api), Some(vc)) => Some(Arc::new(commands::vault::VaultState {
+                api: Arc::clone(api),
+                idle_minutes: vc.ceremony_idle_minutes,
+                secret_paths: vc.secret_paths.clone(),
+                ceremony: tokio::sync::Mutex::new(None),
+            })),
+            _ => None,
+        },
     };
     let inflight = Arc::clone(&data.inflight);
     let grace = std::time::Duration::from_secs(cfg.discord.shutdown_grace_secs);
@@ -66,16 +75,19 @@ pub async fn serve(
             command_check: Some(|ctx| Box::pin(commands::channel_check(ctx))),
             event_handler: |framework, event| {
                 Box::pin(async move {
-                    if let serenity::FullEvent::InteractionCreate {
-                        interaction: serenity::Interaction::Component(mci),
-                    } = event
-                    {
-                        commands::approval_ui::handle_component(
-                            framework.serenity_context,
-                            framework.user_data,
-                            mci,
-                        )
-                        .await;
+                    let (ctx, data) = (framework.serenity_context, framework.user_data);
+                    match event {
+                        serenity::FullEvent::InteractionCreate {
+                            interaction: serenity::Interaction::Component(mci),
+                        } => {
+                            if !commands::vault::handle_share_click(ctx, data, mci).await {
+                                commands::approval_ui::handle_component(ctx, data, mci).await;
+                            }
+                        }
+                        serenity::FullEvent::InteractionCreate {
+                            interaction: serenity::Interaction::Modal(m),
+                        } => commands::vault::handle_share_modal(ctx, data, m).await,
+                        _ => {}
                     }
                     Ok(())
                 })
@@ -155,6 +167,7 @@ fn spawn_sweeper(http: Arc<serenity::Http>, data: commands::Data) {
         loop {
             tick.tick().await;
             commands::approval_ui::sweep_expired(&http, &data).await;
+            commands::vault::sweep_idle(&http, &data).await;
         }
     });
 }

@@ -7,6 +7,7 @@ pub mod approval_ui;
 pub mod inflight;
 pub mod render;
 pub mod services;
+pub mod vault;
 
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ pub struct Data {
     pub inflight: Arc<inflight::InFlight>,
     /// How long `/logs follow:true` streams before stopping by itself.
     pub logs_follow: std::time::Duration,
+    /// Vault, when `[vault]` is configured.
+    pub vault: Option<Arc<vault::VaultState>>,
 }
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -66,6 +69,7 @@ pub fn all() -> Vec<poise::Command<Data, Error>> {
         services::scale(),
         services::restart(),
         services::rollback(),
+        vault::vault_cmd(),
     ]
 }
 

@@ -229,7 +229,7 @@ pub async fn rollback_service(
     .await
 }
 
-async fn request_approval(
+pub(crate) async fn request_approval(
     ctx: Context<'_>,
     who: &ops_core::identity::Principal,
     action: &str,

@@ -28,6 +28,8 @@ pub struct Ops {
     pub identity: Arc<Identity>,
     pub approvals: Arc<Approvals>,
     pub limits: Arc<RateLimits>,
+    /// Vault, when `[vault]` is configured.
+    pub vault: Option<Arc<dyn crate::vault::VaultApi>>,
 }
 
 /// What a command is about to do, which decides how fresh the identity check must be.

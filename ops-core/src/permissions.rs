@@ -15,7 +15,19 @@ pub const EVERYONE: &str = "everyone";
 
 /// Every command key sprocket-ops knows. A slash command and its CLI twin use the same key.
 pub const COMMANDS: &[&str] = &[
-    "status", "whoami", "link", "audit", "logs", "bump", "scale", "restart", "rollback",
+    "status",
+    "whoami",
+    "link",
+    "audit",
+    "logs",
+    "bump",
+    "scale",
+    "restart",
+    "rollback",
+    "vault_status",
+    "vault_unseal",
+    "vault_seal",
+    "vault_secrets",
 ];
 
 /// Every destructive action that needs a second engineer.

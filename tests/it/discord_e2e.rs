@@ -115,7 +115,19 @@ fn sample_options(command: &str, service: &str) -> serde_json::Value {
         "rollback" => {
             json!([{ "name": "service", "type": 1, "options": [{ "name": "name", "value": service }] }])
         }
+        c if c.starts_with("vault_") => {
+            json!([{ "name": c.trim_start_matches("vault_"), "type": 1, "options": [] }])
+        }
         _ => json!([]),
+    }
+}
+
+/// The slash command a permissions.toml key is invoked as (`vault_status` is `/vault status`).
+fn slash_name(command: &str) -> &str {
+    if command.starts_with("vault_") {
+        "vault"
+    } else {
+        command
     }
 }
 
@@ -164,7 +176,11 @@ async fn permission_matrix_follows_permissions_toml() {
             let expected = held.contains(needed);
             let r = bot
                 .discord
-                .invoke(user, command, sample_options(command, svc.name()))
+                .invoke(
+                    user,
+                    slash_name(command),
+                    sample_options(command, svc.name()),
+                )
                 .await
                 .response(T)
                 .await
