@@ -84,11 +84,39 @@ async fn allow(
     command: &str,
     access: Access,
 ) -> Result<Option<Principal>, Error> {
-    ctx.data()
+    allow_with(ctx, command, access, false).await
+}
+
+/// Discord wants an answer within 3 s: a role check that takes longer than this (a cold cache
+/// and a slow GitHub) defers the interaction first, then finishes.
+const ACK_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// As [`allow`]; `private` defers ephemerally when the check is slow (commands whose answer is
+/// for the caller only).
+async fn allow_with(
+    ctx: Context<'_>,
+    command: &str,
+    access: Access,
+    private: bool,
+) -> Result<Option<Principal>, Error> {
+    let actor = actor(ctx);
+    let check = ctx
+        .data()
         .ops
-        .authorize(&actor(ctx), ctx.author().id.get(), command, access)
-        .await
-        .map_err(|d| UserError(format!("Not allowed: {d}")).into())
+        .authorize(&actor, ctx.author().id.get(), command, access);
+    tokio::pin!(check);
+    let result = match tokio::time::timeout(ACK_BUDGET, &mut check).await {
+        Ok(r) => r,
+        Err(_) => {
+            if private {
+                ctx.defer_ephemeral().await?;
+            } else {
+                ctx.defer().await?;
+            }
+            check.await
+        }
+    };
+    result.map_err(|d| UserError(format!("Not allowed: {d}")).into())
 }
 
 /// The global check: interactions are only accepted from allowed guilds and channels, and not
@@ -202,7 +230,7 @@ pub async fn link(ctx: Context<'_>) -> Result<(), Error> {
     let Some(api) = ctx.data().link.clone() else {
         return Err(UserError("Linking is not set up here (github.client_id is not configured); ask an admin to add you to github.static_links.".into()).into());
     };
-    allow(ctx, "link", Access::Read).await?;
+    allow_with(ctx, "link", Access::Read, true).await?;
     ctx.defer_ephemeral().await?;
     let started = std::time::Instant::now();
     let code = api
@@ -270,7 +298,7 @@ pub async fn audit(
         Some(s) => Some(ops_core::ops::now_ms() - parse_age(s).map_err(UserError)?),
         None => None,
     };
-    allow(ctx, "audit", Access::Read).await?;
+    allow_with(ctx, "audit", Access::Read, true).await?;
     ctx.defer_ephemeral().await?;
     let filter = AuditFilter {
         actor_id: user.as_ref().map(|u| u.id.get().to_string()),

@@ -455,3 +455,25 @@ async fn audit_lists_commands_and_denials_in_discord_and_the_cli() {
         .any(|r| r["command"] == "whoami" && r["actor"]["id"] == olga.id.to_string()));
     bot.discord.assert_no_violations();
 }
+
+/// A slow GitHub must not cost the interaction: Discord's 3 s deadline is enforced by the fake
+/// (a late callback is a violation), so the bot defers first and finishes the check after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_github_check_still_acknowledges_within_discords_deadline() {
+    let bot = TestBot::start().await;
+    bot.discord
+        .set_callback_deadline(Some(Duration::from_secs(3)));
+    let sam = bot.person("sam", &["viewer"]).await;
+    bot.github
+        .set_failure(Failure::Hang(Duration::from_secs(4)));
+    let r = bot
+        .discord
+        .invoke(&sam, "status", json!([]))
+        .await
+        .wait_final(T, |r| r.text().contains("platform"))
+        .await
+        .unwrap();
+    assert_eq!(r.kind, 5, "deferred");
+    bot.github.set_failure(Failure::None);
+    bot.discord.assert_no_violations();
+}
