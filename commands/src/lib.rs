@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod approval_ui;
+pub mod deploy;
 pub mod inflight;
 pub mod render;
 pub mod services;
@@ -57,8 +58,11 @@ impl std::fmt::Display for UserError {
 }
 impl std::error::Error for UserError {}
 
-/// Every command the bot registers, in help order, with the permissions.toml key it checks.
-pub fn all() -> Vec<poise::Command<Data, Error>> {
+/// Every command the bot registers, in help order. Layer commands (`/deploy <layer>`,
+/// `/rollback <layer>`) come from the configured layers.
+pub fn all(layers: &[deploy::LayerSpec]) -> Vec<poise::Command<Data, Error>> {
+    let mut rollback = services::rollback();
+    deploy::add_layer_rollbacks(&mut rollback, layers);
     vec![
         status(),
         whoami(),
@@ -68,7 +72,12 @@ pub fn all() -> Vec<poise::Command<Data, Error>> {
         services::bump(),
         services::scale(),
         services::restart(),
-        services::rollback(),
+        rollback,
+        deploy::deploy_tree(layers),
+        deploy::cancel(),
+        deploy::locks(),
+        deploy::unlock(),
+        deploy::history(),
         vault::vault_cmd(),
     ]
 }

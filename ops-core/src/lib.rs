@@ -3,15 +3,18 @@
 //! `commands` crate renders its results, the `bot` crate wires it up.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod config;
+pub mod deploy;
 pub mod github;
 pub mod identity;
 pub mod layers;
 pub mod limits;
 pub mod ops;
 pub mod permissions;
+pub mod pulumi;
 pub mod redact;
 pub mod secret;
 pub mod services;

@@ -30,6 +30,8 @@ pub struct Ops {
     pub limits: Arc<RateLimits>,
     /// Vault, when `[vault]` is configured.
     pub vault: Option<Arc<dyn crate::vault::VaultApi>>,
+    /// Layer deploys through the Pulumi CLI.
+    pub deployer: Arc<crate::deploy::Deployer>,
 }
 
 /// What a command is about to do, which decides how fresh the identity check must be.

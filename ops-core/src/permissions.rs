@@ -28,6 +28,11 @@ pub const COMMANDS: &[&str] = &[
     "vault_unseal",
     "vault_seal",
     "vault_secrets",
+    "deploy",
+    "cancel",
+    "locks",
+    "unlock",
+    "history",
 ];
 
 /// Every destructive action that needs a second engineer.

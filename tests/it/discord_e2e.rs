@@ -332,7 +332,7 @@ async fn commands_outside_allowed_channels_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_unreachable_is_reported_and_the_bot_keeps_answering() {
     let bot = TestBot::start_with(BotOptions {
-        extra_config: "\n[docker]\nhost = \"unix:///nonexistent/docker.sock\"\n".into(),
+        docker_host: Some("unix:///nonexistent/docker.sock".into()),
         ..Default::default()
     })
     .await;

@@ -2,12 +2,15 @@
 //! `sprocket_ops_tests` library (fake Discord, Swarm fixtures, the prepared environment).
 //! Tests that need Docker, OpenBao or Postgres fail when those are missing; none skips.
 
+mod alerts;
 mod approvals;
 mod architecture;
 mod cli;
+mod deploy_e2e;
 mod discord_e2e;
 mod fake_discord_selftest;
 mod github;
+mod pulumi;
 mod reliability;
 mod store;
 mod swarm_e2e;

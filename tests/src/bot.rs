@@ -41,6 +41,14 @@ pub struct BotOptions {
     pub extra_config: String,
     /// Extra keys inside `[discord]` (for example `logs_follow_secs = 3`).
     pub discord_extra: String,
+    /// The platform layer's service patterns (default `["prod-*"]`).
+    pub platform_services: Option<Vec<String>>,
+    /// `[docker] layer_label` (default `sprocket.layer`); a unique one isolates a test's layers.
+    pub layer_label: Option<String>,
+    /// `[pulumi] binary`.
+    pub pulumi_binary: Option<PathBuf>,
+    /// `[docker] host` (default the local socket).
+    pub docker_host: Option<String>,
 }
 
 impl TestBot {
@@ -93,6 +101,13 @@ url = "sqlite://{dir}/ops.db"
 [http]
 listen = "127.0.0.1:0"
 
+[docker]
+layer_label = "{layer_label}"
+host = "{docker_host}"
+
+[pulumi]
+binary = {pulumi:?}
+
 [github]
 api_base_url = "{gh_api}"
 oauth_base_url = "{gh_oauth}"
@@ -113,7 +128,8 @@ services = ["layer2redis*", "rabbitmq*", "grafana*"]
 directory = "{dir}/platform"
 stack = "prod"
 image_tag_key = "image-tag"
-services = ["prod-*"]
+services = {platform_services}
+timeout_secs = 300
 {extra}"#,
             guild = FakeDiscord::GUILD_ID,
             discord_url = discord.api_base_url(),
@@ -123,6 +139,26 @@ services = ["prod-*"]
             client_id = crate::fake_github::FAKE_CLIENT_ID,
             extra = opts.extra_config,
             discord_extra = opts.discord_extra,
+            docker_host = opts
+                .docker_host
+                .clone()
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+            layer_label = opts
+                .layer_label
+                .clone()
+                .unwrap_or_else(|| "sprocket.layer".into()),
+            pulumi = opts
+                .pulumi_binary
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "pulumi".into()),
+            platform_services = serde_json::to_string(
+                &opts
+                    .platform_services
+                    .clone()
+                    .unwrap_or_else(|| vec!["prod-*".into()])
+            )
+            .unwrap(),
         );
         std::fs::write(dir.path().join("sprocket-ops.toml"), config).unwrap();
         let permissions =

@@ -8,4 +8,5 @@ pub mod bot;
 pub mod env;
 pub mod fake_discord;
 pub mod fake_github;
+pub mod probe_servers;
 pub mod swarm;

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use sqlx::{Pool, Postgres, Row, Sqlite};
 
-use super::{Link, Store, StoreError};
+use super::{DeployRecord, DeployState, LayerLock, Link, Store, StoreError};
 use crate::approvals::{ApprovalRequest, ApprovalState, Decision, PersonRef};
 use crate::audit::{Actor, AuditEntry, AuditFilter, AuditRecord, Frontend, Outcome};
 
@@ -105,6 +105,63 @@ where
         github_id: row.try_get::<i64, _>("github_id")? as u64,
         github_login: row.try_get("github_login")?,
         linked_at_ms: row.try_get("linked_at_ms")?,
+    })
+}
+
+const LOCK_COLUMNS: &str = "layer, owner, reason, started_at_ms, expires_at_ms, deploy_id";
+
+fn lock_from_row<R: Row>(row: &R) -> Result<LayerLock, sqlx::Error>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    Ok(LayerLock {
+        layer: row.try_get("layer")?,
+        owner: row.try_get("owner")?,
+        reason: row.try_get("reason")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+        deploy_id: row.try_get("deploy_id")?,
+    })
+}
+
+/// Inserts the lock, or takes over an expired one, in one statement.
+const TAKE_LOCK: &str = "INSERT INTO layer_locks (layer, owner, reason, started_at_ms, expires_at_ms, deploy_id) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (layer) DO UPDATE SET owner = excluded.owner, reason = excluded.reason, \
+     started_at_ms = excluded.started_at_ms, expires_at_ms = excluded.expires_at_ms, deploy_id = excluded.deploy_id \
+     WHERE layer_locks.expires_at_ms <= $4";
+
+const DEPLOY_COLUMNS: &str = "id, layer, requester, approver, reason, image_before, image_after, state, started_at_ms, finished_at_ms, summary, error";
+
+fn deploy_from_row<R: Row>(row: &R) -> Result<DeployRecord, sqlx::Error>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    let state: String = row.try_get("state")?;
+    let summary: String = row.try_get("summary")?;
+    Ok(DeployRecord {
+        id: row.try_get("id")?,
+        layer: row.try_get("layer")?,
+        requester: row.try_get("requester")?,
+        approver: row.try_get("approver")?,
+        reason: row.try_get("reason")?,
+        image_before: row.try_get("image_before")?,
+        image_after: row.try_get("image_after")?,
+        state: DeployState::parse(&state).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "state".into(),
+            source: format!("unknown deploy state `{state}`").into(),
+        })?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+        summary: serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null),
+        error: row.try_get("error")?,
     })
 }
 
@@ -338,6 +395,155 @@ macro_rules! sql_store {
                 .await
                 .map_err(query_err)?;
                 rows.iter().map(|r| approval_from_row(r).map_err(query_err)).collect()
+            }
+
+            async fn take_layer_lock(&self, l: &LayerLock) -> Result<Result<(), LayerLock>, StoreError> {
+                // A lock released between the refused upsert and the read is taken on the next
+                // round; a lock that keeps changing hands is reported as held.
+                let mut holder = None;
+                for _ in 0..3 {
+                    let done = sqlx::query(TAKE_LOCK)
+                        .bind(&l.layer)
+                        .bind(&l.owner)
+                        .bind(&l.reason)
+                        .bind(l.started_at_ms)
+                        .bind(l.expires_at_ms)
+                        .bind(&l.deploy_id)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(query_err)?;
+                    if done.rows_affected() == 1 {
+                        return Ok(Ok(()));
+                    }
+                    holder = self.get_layer_lock(&l.layer).await?;
+                    if let Some(h) = holder {
+                        return Ok(Err(h));
+                    }
+                }
+                Ok(Err(holder.unwrap_or_else(|| LayerLock {
+                    owner: "(changing hands)".into(),
+                    reason: String::new(),
+                    deploy_id: None,
+                    ..l.clone()
+                })))
+            }
+
+            async fn get_layer_lock(&self, layer: &str) -> Result<Option<LayerLock>, StoreError> {
+                let row = sqlx::query(&format!("SELECT {LOCK_COLUMNS} FROM layer_locks WHERE layer = $1"))
+                    .bind(layer)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                row.map(|r| lock_from_row(&r).map_err(query_err)).transpose()
+            }
+
+            async fn list_layer_locks(&self) -> Result<Vec<LayerLock>, StoreError> {
+                let rows = sqlx::query(&format!("SELECT {LOCK_COLUMNS} FROM layer_locks ORDER BY layer"))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                rows.iter().map(|r| lock_from_row(r).map_err(query_err)).collect()
+            }
+
+            async fn release_layer_lock(&self, layer: &str, deploy_id: Option<&str>) -> Result<bool, StoreError> {
+                let done = match deploy_id {
+                    Some(id) => sqlx::query("DELETE FROM layer_locks WHERE layer = $1 AND deploy_id = $2")
+                        .bind(layer)
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await,
+                    None => sqlx::query("DELETE FROM layer_locks WHERE layer = $1")
+                        .bind(layer)
+                        .execute(&self.pool)
+                        .await,
+                }
+                .map_err(query_err)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn create_deploy(&self, d: &DeployRecord) -> Result<(), StoreError> {
+                sqlx::query(&format!(
+                    "INSERT INTO deploys ({DEPLOY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                ))
+                .bind(&d.id)
+                .bind(&d.layer)
+                .bind(&d.requester)
+                .bind(&d.approver)
+                .bind(&d.reason)
+                .bind(&d.image_before)
+                .bind(&d.image_after)
+                .bind(d.state.as_str())
+                .bind(d.started_at_ms)
+                .bind(d.finished_at_ms)
+                .bind(d.summary.to_string())
+                .bind(&d.error)
+                .execute(&self.pool)
+                .await
+                .map_err(query_err)?;
+                Ok(())
+            }
+
+            async fn finish_deploy(&self, d: &DeployRecord) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE deploys SET state = $2, finished_at_ms = $3, summary = $4, error = $5, image_before = $6 \
+                     WHERE id = $1 AND state = 'running'",
+                )
+                .bind(&d.id)
+                .bind(d.state.as_str())
+                .bind(d.finished_at_ms)
+                .bind(d.summary.to_string())
+                .bind(&d.error)
+                .bind(&d.image_before)
+                .execute(&self.pool)
+                .await
+                .map_err(query_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_deploy_approver(&self, id: &str, approver: &str) -> Result<(), StoreError> {
+                sqlx::query("UPDATE deploys SET approver = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(approver)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                Ok(())
+            }
+
+            async fn get_deploy(&self, id: &str) -> Result<Option<DeployRecord>, StoreError> {
+                let row = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                row.map(|r| deploy_from_row(&r).map_err(query_err)).transpose()
+            }
+
+            async fn list_deploys(&self, layer: Option<&str>, limit: u32) -> Result<Vec<DeployRecord>, StoreError> {
+                let limit = if limit == 0 { 20 } else { limit.min(1000) };
+                let rows = sqlx::query(&format!(
+                    "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE ($1 IS NULL OR layer = $1) \
+                     ORDER BY started_at_ms DESC, id DESC LIMIT $2"
+                ))
+                .bind(layer)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_err)?;
+                rows.iter().map(|r| deploy_from_row(r).map_err(query_err)).collect()
+            }
+
+            async fn interrupt_running_deploys(&self, now_ms: i64, error: &str) -> Result<Vec<DeployRecord>, StoreError> {
+                let rows = sqlx::query(&format!(
+                    "UPDATE deploys SET state = 'interrupted', finished_at_ms = $1, error = $2 \
+                     WHERE state = 'running' RETURNING {DEPLOY_COLUMNS}"
+                ))
+                .bind(now_ms)
+                .bind(error)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_err)?;
+                rows.iter().map(|r| deploy_from_row(r).map_err(query_err)).collect()
             }
         }
     };

@@ -1,0 +1,559 @@
+//! Layer deploys from Discord: `/deploy <layer> [image]` (one subcommand per configured layer),
+//! `/rollback <layer>`, `/cancel`, `/locks`, `/unlock`, `/history`. One message follows a
+//! deploy, edited at most every 2 s with a progress bar, the current resource, warnings and
+//! errors (redacted by ops-core); a preview that deletes or replaces, or a layer that always
+//! needs it, becomes an approval request bound to that preview.
+
+use std::time::Instant;
+
+use ops_core::deploy::{watch_progress, DeployOutcome, DeployPhase, DeployProgress, DeployRequest};
+use ops_core::ops::Access;
+use poise::serenity_prelude as serenity;
+use poise::CreateReply;
+
+use crate::render::{self, progress_bar, Page, GREEN, RED, YELLOW};
+use crate::services::{request_approval, EDIT_INTERVAL};
+use crate::{actor, allow, Context, Data, Error, UserError};
+
+/// A layer as the command tree needs it.
+#[derive(Debug, Clone)]
+pub struct LayerSpec {
+    pub name: String,
+    /// The layer has an image tag key: its subcommand takes `image`.
+    pub tagged: bool,
+}
+
+/// Deploy a layer: preview, apply with live progress, verify the Swarm converged.
+#[poise::command(slash_command, guild_only)]
+pub async fn deploy(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Deploy this layer with an image tag: set the tag, preview, apply, verify.
+#[poise::command(slash_command, guild_only)]
+pub async fn deploy_tagged(
+    ctx: Context<'_>,
+    #[description = "The image tag to deploy (main, v2, ...); default: the configured one"]
+    image: Option<String>,
+) -> Result<(), Error> {
+    let layer = ctx.command().name.to_string();
+    run_deploy(ctx, layer, image).await
+}
+
+/// Deploy this layer: preview, apply, verify.
+#[poise::command(slash_command, guild_only)]
+pub async fn deploy_plain(ctx: Context<'_>) -> Result<(), Error> {
+    let layer = ctx.command().name.to_string();
+    run_deploy(ctx, layer, None).await
+}
+
+/// Roll this layer back to the previous successful image tag (after approval).
+#[poise::command(slash_command, guild_only)]
+pub async fn rollback_layer(ctx: Context<'_>) -> Result<(), Error> {
+    let layer = ctx.command().name.to_string();
+    let who = allow(ctx, "rollback", Access::Destructive)
+        .await?
+        .ok_or_else(|| UserError("link your GitHub account first".into()))?;
+    ctx.defer().await?;
+    let ops = ctx.data().ops.clone();
+    let req = ops
+        .deployer
+        .rollback_request(&layer, &who.person.login, "rollback requested in Discord")
+        .await
+        .map_err(|e| UserError(e.to_string()))?;
+    let summary = format!(
+        "roll `{layer}` back to image `{}` (requested by {})",
+        req.image_tag.as_deref().unwrap_or("?"),
+        who.person.login
+    );
+    request_approval(
+        ctx,
+        &who,
+        ops_core::deploy::ACTION_ROLLBACK,
+        req.to_params(),
+        &summary,
+    )
+    .await
+}
+
+/// The `/deploy` tree and the layer subcommands of `/rollback`, from the configured layers.
+pub fn deploy_tree(layers: &[LayerSpec]) -> poise::Command<Data, Error> {
+    let mut parent = deploy();
+    parent.subcommand_required = true;
+    parent.subcommands = layers
+        .iter()
+        .map(|l| {
+            let mut c = if l.tagged {
+                deploy_tagged()
+            } else {
+                deploy_plain()
+            };
+            c.name = l.name.clone().into();
+            c.qualified_name = format!("deploy {}", l.name).into();
+            c.description = Some(
+                format!(
+                    "Deploy {}: preview, apply with live progress, verify",
+                    l.name
+                )
+                .into(),
+            );
+            c
+        })
+        .collect();
+    parent
+}
+
+pub fn add_layer_rollbacks(rollback: &mut poise::Command<Data, Error>, layers: &[LayerSpec]) {
+    for l in layers {
+        let mut c = rollback_layer();
+        c.name = l.name.clone().into();
+        c.qualified_name = format!("rollback {}", l.name).into();
+        c.description = Some(
+            format!(
+                "Roll {} back to its previous good image tag (approval)",
+                l.name
+            )
+            .into(),
+        );
+        rollback.subcommands.push(c);
+    }
+}
+
+fn progress_page(layer: &str, tag: Option<&str>, p: &DeployProgress, started: Instant) -> Page {
+    let phase = match p.phase {
+        DeployPhase::Locking => "taking the layer lock",
+        DeployPhase::Configuring => "setting the image tag",
+        DeployPhase::Previewing => "previewing",
+        DeployPhase::AwaitingApproval => "waiting for an approval",
+        DeployPhase::Applying => "applying",
+        DeployPhase::Verifying => "verifying the Swarm converged",
+        DeployPhase::Succeeded => "succeeded",
+        DeployPhase::Failed => "failed",
+        DeployPhase::Cancelled => "cancelled",
+    };
+    let mut fields = vec![
+        ("Phase".to_string(), phase.to_string()),
+        (
+            "Progress".to_string(),
+            format!(
+                "{} {}/{} steps",
+                progress_bar(u64::from(p.steps_done), u64::from(p.steps_planned)),
+                p.steps_done,
+                p.steps_planned
+            ),
+        ),
+    ];
+    if let Some(c) = &p.current {
+        fields.push(("Current".into(), render::clip(c, 1000)));
+    }
+    if !p.warnings.is_empty() {
+        fields.push((
+            "Warnings".into(),
+            render::clip(&p.warnings.join("\n"), 1000),
+        ));
+    }
+    if !p.errors.is_empty() {
+        fields.push(("Errors".into(), render::clip(&p.errors.join("\n"), 1000)));
+    }
+    Page {
+        title: format!(
+            "Deploy {layer}{}",
+            tag.map(|t| format!(" image:{t}")).unwrap_or_default()
+        ),
+        description: String::new(),
+        color: YELLOW,
+        fields,
+        footer: format!("{} s", started.elapsed().as_secs()),
+    }
+}
+
+async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> Result<(), Error> {
+    let who = allow(ctx, "deploy", Access::Change)
+        .await?
+        .ok_or_else(|| UserError("link your GitHub account first".into()))?;
+    ctx.defer().await?;
+    let ops = ctx.data().ops.clone();
+    let started = Instant::now();
+    let req = DeployRequest {
+        layer: layer.clone(),
+        image_tag: image.clone(),
+        requester: who.person.login.clone(),
+        reason: String::new(),
+    };
+    let (progress, mut rx) = watch_progress(&layer);
+    let first = progress_page(
+        &layer,
+        image.as_deref(),
+        &DeployProgress::new(&layer),
+        started,
+    );
+    let handle = ctx
+        .send(CreateReply::default().embed(first.to_embed()))
+        .await?;
+    let run = ops.deployer.deploy(&req, progress);
+    tokio::pin!(run);
+    let mut last_edit = Instant::now();
+    let mut dirty = false;
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                dirty = true;
+            }
+            _ = tokio::time::sleep(EDIT_INTERVAL) => {}
+        }
+        if dirty && last_edit.elapsed() >= EDIT_INTERVAL {
+            let p = rx.borrow_and_update().clone();
+            let page = progress_page(&layer, image.as_deref(), &p, started);
+            handle
+                .edit(ctx, CreateReply::default().embed(page.to_embed()))
+                .await?;
+            last_edit = Instant::now();
+            dirty = false;
+        }
+    };
+    let params = req.to_params();
+    match result {
+        Ok(DeployOutcome::Succeeded(report)) => {
+            let services: Vec<String> = report
+                .services
+                .iter()
+                .map(|s| {
+                    format!(
+                        "`{}` {}/{} `{}`",
+                        s.name,
+                        s.running.unwrap_or(0),
+                        s.desired.unwrap_or(0),
+                        ops_core::swarm::display_image(&s.image)
+                    )
+                })
+                .collect();
+            let page = Page {
+                title: format!("Deploy {layer}: succeeded"),
+                description: report.preview.describe().join("\n"),
+                color: GREEN,
+                fields: vec![
+                    (
+                        "Image".into(),
+                        format!(
+                            "{} → {}",
+                            report.record.image_before.as_deref().unwrap_or("-"),
+                            report.record.image_after.as_deref().unwrap_or("-")
+                        ),
+                    ),
+                    (
+                        "Duration".into(),
+                        format!("{} s", started.elapsed().as_secs()),
+                    ),
+                    ("Steps".into(), format!("{} done", report.up.steps_done)),
+                    ("Services".into(), render::clip(&services.join("\n"), 1000)),
+                ],
+                footer: format!("deploy {}", report.record.id),
+            };
+            handle
+                .edit(ctx, CreateReply::default().embed(page.to_embed()))
+                .await?;
+            ops.record(
+                &actor(ctx),
+                "deploy",
+                &params,
+                ops_core::audit::Outcome::Ok,
+                Some(format!("deploy {} succeeded", report.record.id)),
+                None,
+                started,
+            )
+            .await;
+            Ok(())
+        }
+        Ok(DeployOutcome::NeedsApproval(plan)) => {
+            let action = plan
+                .approval_action
+                .clone()
+                .unwrap_or_else(|| ops_core::deploy::ACTION_DESTRUCTIVE.to_string());
+            let mut params = plan.request.to_params();
+            params["digest"] = serde_json::Value::String(plan.digest.clone());
+            let summary = format!(
+                "deploy `{layer}`{}: {} ({}) (requested by {})",
+                image
+                    .as_deref()
+                    .map(|t| format!(" image `{t}`"))
+                    .unwrap_or_default(),
+                plan.preview.describe().join(", "),
+                plan.approval_reasons.join("; "),
+                who.person.login
+            );
+            let page = Page {
+                title: format!("Deploy {layer}: approval needed"),
+                description: render::clip(&summary, 4000),
+                color: YELLOW,
+                fields: vec![],
+                footer: String::new(),
+            };
+            handle
+                .edit(ctx, CreateReply::default().embed(page.to_embed()))
+                .await?;
+            request_approval(ctx, &who, &action, params, &summary).await
+        }
+        Err(e) => {
+            let mut page = Page {
+                title: format!("Deploy {layer}: failed"),
+                description: render::clip(&e.to_string(), 2000),
+                color: RED,
+                fields: vec![],
+                footer: format!("{} s", started.elapsed().as_secs()),
+            };
+            if !e.errors().is_empty() {
+                page.fields.push((
+                    "Diagnostics".into(),
+                    render::clip(&e.errors().join("\n"), 1000),
+                ));
+            }
+            let mut reply = CreateReply::default().embed(page.to_embed());
+            if e.rollback_target().is_some() {
+                reply = reply.components(vec![serenity::CreateActionRow::Buttons(vec![
+                    serenity::CreateButton::new(format!("deployrb:{layer}"))
+                        .label("Request rollback")
+                        .style(serenity::ButtonStyle::Danger),
+                ])]);
+            }
+            handle.edit(ctx, reply).await?;
+            ops.record(
+                &actor(ctx),
+                "deploy",
+                &params,
+                ops_core::audit::Outcome::Error,
+                Some(e.to_string()),
+                None,
+                started,
+            )
+            .await;
+            Ok(())
+        }
+    }
+}
+
+/// "Request rollback" under a failed deploy: a `layer_rollback` approval request.
+pub async fn handle_rollback_click(
+    ctx: &serenity::Context,
+    data: &Data,
+    mci: &serenity::ComponentInteraction,
+) -> bool {
+    let Some(layer) = mci.data.custom_id.strip_prefix("deployrb:") else {
+        return false;
+    };
+    let ops = &data.ops;
+    let actor = ops_core::audit::Actor::discord(mci.user.id.get(), &mci.user.name);
+    let text = match ops
+        .authorize(&actor, mci.user.id.get(), "rollback", Access::Destructive)
+        .await
+    {
+        Err(d) => format!("Not allowed: {d}"),
+        Ok(None) => "link your GitHub account first".to_string(),
+        Ok(Some(who)) => match ops
+            .deployer
+            .rollback_request(layer, &who.person.login, "after a failed deploy")
+            .await
+        {
+            Err(e) => e.to_string(),
+            Ok(req) => {
+                let summary = format!(
+                    "roll `{layer}` back to image `{}` (requested by {})",
+                    req.image_tag.as_deref().unwrap_or("?"),
+                    who.person.login
+                );
+                match crate::approval_ui::request(
+                    &ctx.http,
+                    data,
+                    &who,
+                    ops_core::deploy::ACTION_ROLLBACK,
+                    req.to_params(),
+                    &summary,
+                )
+                .await
+                {
+                    Ok((_, link)) => format!("Rollback requested: {link}"),
+                    Err(e) => e.to_string(),
+                }
+            }
+        },
+    };
+    let _ = mci
+        .create_response(
+            &ctx.http,
+            serenity::CreateInteractionResponse::Message(
+                serenity::CreateInteractionResponseMessage::new()
+                    .content(render::clip(&text, 1900))
+                    .ephemeral(true),
+            ),
+        )
+        .await;
+    true
+}
+
+async fn autocomplete_layer(
+    ctx: Context<'_>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
+    let choices = ctx
+        .data()
+        .ops
+        .layers
+        .names()
+        .filter(|n| n.contains(partial))
+        .map(serenity::AutocompleteChoice::from)
+        .collect();
+    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+}
+
+/// Interrupt a running deploy of a layer gracefully (pulumi stops after the step in flight).
+#[poise::command(slash_command, guild_only)]
+pub async fn cancel(
+    ctx: Context<'_>,
+    #[description = "The layer"]
+    #[autocomplete = "autocomplete_layer"]
+    layer: String,
+) -> Result<(), Error> {
+    ctx.data().ops.check_layer(&layer).map_err(UserError)?;
+    allow(ctx, "cancel", Access::Change).await?;
+    let ops = ctx.data().ops.clone();
+    let cancelled = ops
+        .audited(
+            &actor(ctx),
+            "cancel",
+            serde_json::json!({ "layer": layer }),
+            || async {
+                ops.deployer
+                    .cancel(&layer)
+                    .await
+                    .map_err(|e| ops.fail(&e.to_string(), &e))
+            },
+        )
+        .await?;
+    let text = if cancelled {
+        format!("Cancelling the deploy of `{layer}`: it stops after the step in flight.")
+    } else {
+        format!("No deploy of `{layer}` is running.")
+    };
+    ctx.say(text).await?;
+    Ok(())
+}
+
+/// Show the layer locks: who holds them and since when.
+#[poise::command(slash_command, guild_only)]
+pub async fn locks(ctx: Context<'_>) -> Result<(), Error> {
+    allow(ctx, "locks", Access::Read).await?;
+    let ops = ctx.data().ops.clone();
+    let locks = ops
+        .deployer
+        .locks()
+        .await
+        .map_err(|e| ops.fail(&e.to_string(), &e))?;
+    let lines: Vec<String> = locks
+        .iter()
+        .map(|l| {
+            format!(
+                "`{}` held by {} since <t:{}:R> ({}), expires <t:{}:R>",
+                l.layer,
+                l.owner,
+                l.started_at_ms / 1000,
+                l.reason,
+                l.expires_at_ms / 1000
+            )
+        })
+        .collect();
+    let text = if lines.is_empty() {
+        "No layer is locked.".to_string()
+    } else {
+        lines.join("\n")
+    };
+    ctx.send(
+        CreateReply::default()
+            .content(render::clip(&text, 1900))
+            .ephemeral(true),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Release a layer's lock (after approval): for a lock left by a crash or a stuck deploy.
+#[poise::command(slash_command, guild_only)]
+pub async fn unlock(
+    ctx: Context<'_>,
+    #[description = "The layer"]
+    #[autocomplete = "autocomplete_layer"]
+    layer: String,
+) -> Result<(), Error> {
+    ctx.data().ops.check_layer(&layer).map_err(UserError)?;
+    let who = allow(ctx, "unlock", Access::Destructive)
+        .await?
+        .ok_or_else(|| UserError("link your GitHub account first".into()))?;
+    ctx.defer().await?;
+    let summary = format!(
+        "release the lock of `{layer}` (requested by {})",
+        who.person.login
+    );
+    request_approval(
+        ctx,
+        &who,
+        "unlock",
+        serde_json::json!({ "layer": layer }),
+        &summary,
+    )
+    .await
+}
+
+/// The deploys of a layer: requester, approver, images, result.
+#[poise::command(slash_command, guild_only)]
+pub async fn history(
+    ctx: Context<'_>,
+    #[description = "The layer"]
+    #[autocomplete = "autocomplete_layer"]
+    layer: String,
+) -> Result<(), Error> {
+    ctx.data().ops.check_layer(&layer).map_err(UserError)?;
+    allow(ctx, "history", Access::Read).await?;
+    let ops = ctx.data().ops.clone();
+    let rows = ops
+        .deployer
+        .history(&layer, 15)
+        .await
+        .map_err(|e| ops.fail(&e.to_string(), &e))?;
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|d| {
+            format!(
+                "<t:{}:f> **{}** {} → {} by {}{}{}",
+                d.started_at_ms / 1000,
+                d.state.as_str(),
+                d.image_before.as_deref().unwrap_or("-"),
+                d.image_after.as_deref().unwrap_or("-"),
+                d.requester,
+                d.approver
+                    .as_deref()
+                    .map(|a| format!(", approved by {a}"))
+                    .unwrap_or_default(),
+                d.error
+                    .as_deref()
+                    .map(|e| format!(": {}", render::clip(e, 120)))
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    let page = Page {
+        title: format!("Deploys of {layer}"),
+        description: if lines.is_empty() {
+            "No deploys yet.".into()
+        } else {
+            render::clip(&lines.join("\n"), 4000)
+        },
+        color: GREEN,
+        fields: vec![],
+        footer: String::new(),
+    };
+    ctx.send(CreateReply::default().embed(page.to_embed()))
+        .await?;
+    Ok(())
+}

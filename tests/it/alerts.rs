@@ -1,0 +1,623 @@
+//! Alerts end to end: probes against local servers (tests/src/probe_servers.rs), Postgres and
+//! a real redis-server; the alert store on SQLite and Postgres; and the Watcher on the REAL
+//! Swarm with a recording sink: a crashing service fires once and resolves once when fixed,
+//! 20 crashing services make one grouped notification, and a restarted Watcher on the same
+//! SQLite store neither announces twice nor loses the resolved message.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ops_core::alerts::engine::{Engine, EngineConfig};
+use ops_core::alerts::probes::ProbeRunner;
+use ops_core::alerts::{
+    AlertSink, AlertStore, AlertsConfig, Notification, NotificationKind, Observation, ProbeConfig,
+    ProbeKind, Severity, SinkError, SystemClock, Watcher, WatcherDeps,
+};
+use ops_core::secret::SecretSource;
+use ops_core::store::{self, PgStore, SqliteStore};
+use ops_core::swarm::docker::DockerSwarm;
+use ops_core::swarm::SwarmApi;
+use sprocket_ops_tests::swarm::{TestService, TestSwarm};
+use sprocket_ops_tests::{env, probe_servers};
+use tokio::sync::watch;
+
+const CHANNEL: u64 = 4242;
+
+fn probe(name: &str, kind: ProbeKind) -> ProbeConfig {
+    ProbeConfig {
+        name: name.into(),
+        kind,
+        target: None,
+        url: None,
+        layer: "layer_1".into(),
+        severity: Severity::Critical,
+        expect_status: None,
+        timeout_secs: Some(2),
+        server_name: None,
+        warn_days: None,
+        insecure_tls: false,
+        username: None,
+        password: None,
+        bucket: None,
+        region: None,
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[tokio::test]
+async fn alerts_probes_against_local_servers() {
+    let runner = ProbeRunner::new(Duration::from_secs(5));
+    let redirect = probe_servers::redirect_server().await;
+    let graphql = probe_servers::graphql_server().await;
+    let silent = probe_servers::silent_server().await;
+    let tls =
+        probe_servers::tls_server("probe-test", Duration::from_secs(3 * 86_400 + 3_600)).await;
+
+    let mut p = probe("redirect", ProbeKind::HttpsRedirect);
+    p.url = Some(redirect.url("/"));
+    let o = runner.run(&p, now_ms()).await;
+    assert!(!o.failing, "{o:?}");
+    assert_eq!(o.key, "probe:redirect");
+
+    let mut p = probe("plain", ProbeKind::Http);
+    p.url = Some(redirect.url("/"));
+    let o = runner.run(&p, now_ms()).await;
+    assert!(
+        o.failing && o.summary.contains("301"),
+        "a redirect is not 2xx: {o:?}"
+    );
+
+    let mut p = probe("gql", ProbeKind::Graphql);
+    p.url = Some(graphql.url("/graphql"));
+    let o = runner.run(&p, now_ms()).await;
+    assert!(!o.failing, "{o:?}");
+    p.url = Some(graphql.url("/nope"));
+    assert!(runner.run(&p, now_ms()).await.failing);
+
+    let mut p = probe("cert", ProbeKind::Tls);
+    p.target = Some(tls.target());
+    p.server_name = Some("localhost".into());
+    let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing, "{o:?}");
+    assert_eq!(o.severity, Severity::Warning, "{o:?}");
+    assert!(o.summary.contains("expires in 3 days"), "{o:?}");
+    p.warn_days = Some(2);
+    assert!(
+        !runner.run(&p, now_ms()).await.failing,
+        "3 days left, warn under 2"
+    );
+
+    let traefik =
+        probe_servers::tls_server("TRAEFIK DEFAULT CERT", Duration::from_secs(365 * 86_400)).await;
+    let mut p = probe("default-cert", ProbeKind::Tls);
+    p.target = Some(traefik.target());
+    let o = runner.run(&p, now_ms()).await;
+    assert!(
+        o.failing && o.severity == Severity::Critical && o.summary.contains("default certificate"),
+        "{o:?}"
+    );
+
+    for kind in [ProbeKind::Http, ProbeKind::Graphql] {
+        let mut p = probe("silent", kind);
+        p.url = Some(silent.url("/"));
+        p.timeout_secs = Some(1);
+        let started = Instant::now();
+        let o = runner.run(&p, now_ms()).await;
+        assert!(
+            o.failing && o.summary.contains("no answer within 1s"),
+            "{o:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "bounded by the timeout"
+        );
+    }
+    let mut p = probe("silent-tls", ProbeKind::Tls);
+    p.target = Some(silent.target());
+    p.timeout_secs = Some(1);
+    assert!(runner.run(&p, now_ms()).await.summary.contains("no answer"));
+
+    let mut p = probe("tcp", ProbeKind::Tcp);
+    p.target = Some(silent.target());
+    assert!(!runner.run(&p, now_ms()).await.failing);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    p.target = Some(closed.to_string());
+    let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing && o.summary.contains("refused"), "{o:?}");
+}
+
+#[tokio::test]
+async fn alerts_postgres_probe() {
+    let runner = ProbeRunner::new(Duration::from_secs(10));
+    let mut p = probe("pg", ProbeKind::Postgres);
+    p.url = Some(env::postgres_url());
+    let o = runner.run(&p, now_ms()).await;
+    assert!(!o.failing, "{o:?}");
+    // Wrong port: a failure whose text names no URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    p.url = Some(format!("postgres://nobody@{closed}/none"));
+    let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing && !o.summary.contains("127.0.0.1"), "{o:?}");
+}
+
+#[tokio::test]
+async fn alerts_redis_probe_against_redis_server() {
+    let redis = probe_servers::start_redis("s3cret-pw");
+    let runner = ProbeRunner::new(Duration::from_secs(5));
+    let var = format!("ALERTS_TEST_REDIS_PW_{}", std::process::id());
+    // SAFETY-free: the variable name is unique to this test.
+    std::env::set_var(&var, "s3cret-pw");
+    let mut p = probe("redis", ProbeKind::Redis);
+    p.target = Some(redis.target());
+    p.password = Some(SecretSource::env(&var));
+    let o = runner.run(&p, now_ms()).await;
+    assert!(!o.failing, "{o:?}");
+    let wrong = format!("{var}_WRONG");
+    std::env::set_var(&wrong, "nope");
+    p.password = Some(SecretSource::env(&wrong));
+    let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing && !o.summary.contains("nope"), "{o:?}");
+    p.password = None;
+    let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing && o.summary.contains("NOAUTH"), "{o:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Persistence
+
+async fn persistence_suite(store: &dyn AlertStore) {
+    assert_eq!(store.load_state().await.unwrap(), Default::default());
+    let cfg = EngineConfig::from(&{
+        let mut c = AlertsConfig::with_channel(CHANNEL);
+        c.failure_threshold = 2;
+        c.group_wait_secs = 0;
+        c
+    });
+    let bad = |k: &str| Observation::failing(k, Some("platform"), Severity::Critical, "down");
+    let mut e = Engine::new(cfg.clone());
+    e.tick(1_000, vec![bad("service:a"), bad("service:b")]);
+    let fired = e.tick(2_000, vec![bad("service:a"), bad("service:b")]);
+    assert_eq!(fired.len(), 1);
+    let dirty = e.take_dirty();
+    store.save_state(e.state(), &dirty).await.unwrap();
+    // Crash before delivery: the outbox is persisted.
+    let loaded = store.load_state().await.unwrap();
+    assert_eq!(loaded, e.snapshot());
+    assert_eq!(loaded.meta.outbox.len(), 1);
+    // Delivered: recorded and acked.
+    store.record_notification(&fired[0]).await.unwrap();
+    e.ack(&[fired[0].id]);
+    store.save_state(e.state(), &[]).await.unwrap();
+    // Restart: no second firing; the resolution is still announced.
+    let mut again = Engine::restore(cfg, store.load_state().await.unwrap());
+    assert!(again.outbox().is_empty());
+    assert!(again
+        .tick(3_000, vec![bad("service:a"), bad("service:b")])
+        .is_empty());
+    again.tick(4_000, vec![Observation::ok("service:a", None, "ok")]);
+    let resolved = again.tick(5_000, vec![Observation::ok("service:a", None, "ok")]);
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].kind, NotificationKind::Resolved);
+    assert_eq!(resolved[0].keys().collect::<Vec<_>>(), ["service:a"]);
+    let dirty = again.take_dirty();
+    store.save_state(again.state(), &dirty).await.unwrap();
+    store.record_notification(&resolved[0]).await.unwrap();
+    let loaded = store.load_state().await.unwrap();
+    assert_eq!(
+        loaded.alerts["service:a"].phase,
+        ops_core::alerts::Phase::Resolved
+    );
+    assert!(!loaded.alerts["service:a"].notified);
+    assert!(loaded.alerts["service:b"].notified);
+    // Per-key upsert: deleting a key the state dropped.
+    let mut without_b = loaded.clone();
+    without_b.alerts.remove("service:b");
+    store
+        .save_state(&without_b, &["service:b".to_string()])
+        .await
+        .unwrap();
+    assert!(!store
+        .load_state()
+        .await
+        .unwrap()
+        .alerts
+        .contains_key("service:b"));
+    let recorded = store.notifications().await.unwrap();
+    assert_eq!(
+        recorded.iter().map(|n| n.kind).collect::<Vec<_>>(),
+        [NotificationKind::Firing, NotificationKind::Resolved]
+    );
+    assert_eq!(recorded[0], fired[0]);
+}
+
+#[tokio::test]
+async fn alerts_store_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("alerts.db").display());
+    store::connect(&url, None).await.unwrap(); // migrates
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    persistence_suite(&SqliteStore::new(pool)).await;
+}
+
+#[tokio::test]
+async fn alerts_store_on_postgres() {
+    let base = env::postgres_url();
+    let schema = format!(
+        "alerts_{}_{}",
+        env::run_id().replace('-', "_"),
+        std::process::id()
+    );
+    let admin = sqlx::PgPool::connect(&base).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    store::connect(&url, None).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    persistence_suite(&PgStore::new(pool.clone())).await;
+    pool.close().await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// The Watcher on the real Swarm
+
+#[derive(Default)]
+struct RecordingSink {
+    messages: Mutex<Vec<(u64, Vec<Notification>)>>,
+}
+
+impl RecordingSink {
+    fn notifications(&self) -> Vec<Notification> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, n)| n.clone())
+            .collect()
+    }
+    /// Notifications of `kind` listing `key`.
+    fn count(&self, kind: NotificationKind, key: &str) -> usize {
+        self.notifications()
+            .iter()
+            .filter(|n| n.kind == kind && n.keys().any(|k| k == key))
+            .count()
+    }
+}
+
+#[async_trait]
+impl AlertSink for RecordingSink {
+    async fn deliver(&self, channel: u64, n: &[Notification]) -> Result<(), SinkError> {
+        self.messages.lock().unwrap().push((channel, n.to_vec()));
+        Ok(())
+    }
+}
+
+fn swarm_config(prefix: &str) -> AlertsConfig {
+    let mut c = AlertsConfig::with_channel(CHANNEL);
+    c.failure_threshold = 2;
+    c.resolve_threshold = 2;
+    c.reminder_minutes = 0;
+    c.heartbeat_minutes = 0;
+    c.group_wait_secs = 3;
+    c.probe_interval_secs = 1;
+    c.restart_loop_window_secs = 5;
+    c.services = vec![format!("{prefix}-{}-*", env::run_id())];
+    c
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("watcher stops")
+            .expect("watcher task");
+    }
+}
+
+async fn start_watcher(
+    cfg: AlertsConfig,
+    store: Arc<dyn AlertStore>,
+    sink: Arc<RecordingSink>,
+) -> Running {
+    let docker = Arc::new(DockerSwarm::new("unix:///var/run/docker.sock", 30).unwrap());
+    let deps = WatcherDeps {
+        store,
+        sink,
+        clock: Arc::new(SystemClock),
+        swarm: Some(docker.clone() as Arc<dyn SwarmApi>),
+        docker_events: Some(docker),
+        layers: Arc::new(|_, _| Some("platform".to_string())),
+    };
+    let w = Watcher::new(cfg, deps).await.unwrap();
+    let (stop, rx) = watch::channel(false);
+    let handle = tokio::spawn(w.run_every(Duration::from_secs(1), rx));
+    Running { stop, handle }
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn fix(name: &str) {
+    let docker = DockerSwarm::new("unix:///var/run/docker.sock", 30).unwrap();
+    docker.bump(name, "main", None).await.unwrap();
+}
+
+#[tokio::test]
+async fn alerts_crashing_service_fires_once_and_resolves_once() {
+    let swarm = TestSwarm::connect().await;
+    let sink = Arc::new(RecordingSink::default());
+    let w = start_watcher(
+        swarm_config("alrt-crash"),
+        Arc::new(ops_core::alerts::MemoryAlertStore::default()),
+        sink.clone(),
+    )
+    .await;
+    let svc = swarm
+        .create_service(TestService::new("alrt-crash", "broken"))
+        .await;
+    let key = format!("service:{}", svc.name());
+    wait_for("the firing notification", Duration::from_secs(120), || {
+        sink.count(NotificationKind::Firing, &key) >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        sink.count(NotificationKind::Firing, &key),
+        1,
+        "{:?}",
+        sink.notifications()
+    );
+    fix(svc.name()).await;
+    wait_for(
+        "the resolved notification",
+        Duration::from_secs(180),
+        || sink.count(NotificationKind::Resolved, &key) >= 1,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(sink.count(NotificationKind::Firing, &key), 1);
+    assert_eq!(sink.count(NotificationKind::Resolved, &key), 1);
+    let firing = sink
+        .notifications()
+        .into_iter()
+        .find(|n| n.kind == NotificationKind::Firing)
+        .unwrap();
+    assert_eq!(firing.channel, CHANNEL);
+    assert_eq!(firing.severity, Severity::Critical);
+    w.stop().await;
+    svc.remove().await.unwrap();
+}
+
+#[tokio::test]
+async fn alerts_burst_of_20_crashing_services_is_one_notification() {
+    let swarm = TestSwarm::connect().await;
+    let sink = Arc::new(RecordingSink::default());
+    let mut cfg = swarm_config("alrt-burst");
+    cfg.group_wait_secs = 30;
+    let w = start_watcher(
+        cfg,
+        Arc::new(ops_core::alerts::MemoryAlertStore::default()),
+        sink.clone(),
+    )
+    .await;
+    let services = futures::future::join_all(
+        (0..20).map(|_| swarm.create_service(TestService::new("alrt-burst", "broken"))),
+    )
+    .await;
+    let keys: Vec<String> = services
+        .iter()
+        .map(|s| format!("service:{}", s.name()))
+        .collect();
+    wait_for("the grouped notification", Duration::from_secs(180), || {
+        !sink.notifications().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let all = sink.notifications();
+    let firing: Vec<&Notification> = all
+        .iter()
+        .filter(|n| n.kind == NotificationKind::Firing)
+        .collect();
+    assert_eq!(firing.len(), 1, "one grouped notification: {all:?}");
+    let listed: Vec<&str> = firing[0].keys().collect();
+    for k in &keys {
+        assert!(listed.contains(&k.as_str()), "{k} missing from {listed:?}");
+    }
+    w.stop().await;
+    for s in services {
+        s.remove().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn alerts_watcher_restart_mid_incident_on_sqlite() {
+    let swarm = TestSwarm::connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("alerts.db").display());
+    store::connect(&url, None).await.unwrap();
+    let open = || async {
+        Arc::new(SqliteStore::new(
+            sqlx::SqlitePool::connect(&url).await.unwrap(),
+        )) as Arc<dyn AlertStore>
+    };
+    let cfg = swarm_config("alrt-restart");
+    let first = Arc::new(RecordingSink::default());
+    let w = start_watcher(cfg.clone(), open().await, first.clone()).await;
+    let svc = swarm
+        .create_service(TestService::new("alrt-restart", "broken"))
+        .await;
+    let key = format!("service:{}", svc.name());
+    wait_for("the firing notification", Duration::from_secs(120), || {
+        first.count(NotificationKind::Firing, &key) == 1
+    })
+    .await;
+    w.stop().await;
+
+    let second = Arc::new(RecordingSink::default());
+    let w = start_watcher(cfg, open().await, second.clone()).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        second.count(NotificationKind::Firing, &key),
+        0,
+        "no duplicate after the restart: {:?}",
+        second.notifications()
+    );
+    fix(svc.name()).await;
+    wait_for(
+        "the resolved notification",
+        Duration::from_secs(180),
+        || second.count(NotificationKind::Resolved, &key) == 1,
+    )
+    .await;
+    assert_eq!(second.count(NotificationKind::Firing, &key), 0);
+    assert_eq!(first.count(NotificationKind::Firing, &key), 1);
+    w.stop().await;
+    svc.remove().await.unwrap();
+}
+
+#[tokio::test]
+async fn alerts_docker_events_report_task_exits_and_backfill() {
+    use ops_core::alerts::sources::{spawn_event_watcher, SwarmEvent};
+    let swarm = TestSwarm::connect().await;
+    let docker = Arc::new(DockerSwarm::new("unix:///var/run/docker.sock", 30).unwrap());
+    let start = chrono::Utc::now().timestamp() - 1;
+    let mut live = spawn_event_watcher(docker.clone(), None, 256);
+    let svc = swarm
+        .create_service(TestService::new("alrt-events", "broken"))
+        .await;
+    let name = svc.name().to_string();
+    let exit_of = |ev: &SwarmEvent| match ev {
+        SwarmEvent::TaskExited { service, exit_code } if *service == name => Some(*exit_code),
+        _ => None,
+    };
+    let code = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let ev = live.rx.recv().await.expect("event stream open");
+            if let Some(c) = exit_of(&ev) {
+                return c;
+            }
+        }
+    })
+    .await
+    .expect("a task exit event for the crashing service");
+    assert_ne!(code, 0);
+    assert!(live.cursor.load(std::sync::atomic::Ordering::SeqCst) >= start);
+    // A watcher started later with `since` backfills the exit it missed.
+    let mut late = spawn_event_watcher(docker, Some(start), 256);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let ev = late.rx.recv().await.expect("event stream open");
+            if exit_of(&ev).is_some() {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the missed exit is backfilled");
+    drop(live);
+    drop(late);
+    svc.remove().await.unwrap();
+}
+
+#[tokio::test]
+async fn alerts_s3_probe_signs_with_sigv4() {
+    let server = probe_servers::s3_server("vault-secrets", "AKIDTEST", "s3-secret-key").await;
+    let runner = ProbeRunner::new(Duration::from_secs(5));
+    let var = format!("ALERTS_TEST_S3_SECRET_{}", std::process::id());
+    std::env::set_var(&var, "s3-secret-key");
+    let mut p = probe("s3", ProbeKind::S3);
+    p.url = Some(server.url(""));
+    p.bucket = Some("vault-secrets".into());
+    p.username = Some("AKIDTEST".into());
+    p.password = Some(SecretSource::env(&var));
+    let o = runner.run(&p, now_ms()).await;
+    assert!(!o.failing, "{o:?}");
+    p.bucket = Some("other".into());
+    let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing && o.summary.contains("404"), "{o:?}");
+    let wrong = format!("{var}_WRONG");
+    std::env::set_var(&wrong, "not-the-key");
+    p.bucket = Some("vault-secrets".into());
+    p.password = Some(SecretSource::env(&wrong));
+    let o = runner.run(&p, now_ms()).await;
+    assert!(
+        o.failing && o.summary.contains("403") && !o.summary.contains("not-the-key"),
+        "{o:?}"
+    );
+}
+
+#[tokio::test]
+async fn alerts_vault_seal_and_rabbitmq_probes() {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    let sealed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = sealed.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/sys/seal-status",
+            get(move || {
+                let sealed = s.load(std::sync::atomic::Ordering::SeqCst);
+                async move { axum::Json(serde_json::json!({ "sealed": sealed, "t": 1 })) }
+            }),
+        )
+        .route(
+            "/api/overview",
+            get(|headers: HeaderMap| async move {
+                // Basic base64("ops:rabbit-pw")
+                match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                    Some("Basic b3BzOnJhYmJpdC1wdw==") => StatusCode::OK,
+                    _ => StatusCode::UNAUTHORIZED,
+                }
+            }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let runner = ProbeRunner::new(Duration::from_secs(5));
+
+    let mut p = probe("vault", ProbeKind::VaultSeal);
+    p.url = Some(base.clone());
+    assert!(!runner.run(&p, now_ms()).await.failing);
+    sealed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing && o.summary.contains("sealed"), "{o:?}");
+
+    let var = format!("ALERTS_TEST_RABBIT_PW_{}", std::process::id());
+    std::env::set_var(&var, "rabbit-pw");
+    let mut p = probe("rabbit", ProbeKind::Rabbitmq);
+    p.url = Some(base);
+    p.username = Some("ops".into());
+    p.password = Some(SecretSource::env(&var));
+    assert!(!runner.run(&p, now_ms()).await.failing);
+    p.username = Some("intruder".into());
+    let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing && o.summary.contains("401"), "{o:?}");
+    server.abort();
+}

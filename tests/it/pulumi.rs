@@ -1,0 +1,1054 @@
+//! Layer deploys end to end, through ops-core's `Deployer` (not Discord): the real
+//! `PulumiRunner` runs the `pulumi` stand-in (tests/pulumi-standin, built by
+//! `cargo build -p pulumi-standin`) in a throwaway project directory, and the stand-in applies
+//! the image tag to REAL Swarm services made from the test images. Covered: a platform deploy
+//! of `:v2` (config file, preview, apply, services, history), a concurrent deploy refused at
+//! once naming the holder, a replace that needs an approval (and runs once approved), a failed
+//! apply with redacted diagnostics and the rollback target, a crash mid-deploy that start-up
+//! recovery cleans up, a graceful cancel (SIGINT), arguments refused before any process
+//! starts, redaction of the CLI's stderr, and the deploy tables on SQLite and Postgres.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ops_core::approvals::ActionExecutor;
+use ops_core::config::Config;
+use ops_core::deploy::{
+    watch_progress, DeployError, DeployOutcome, DeployPhase, DeployProgress, DeployRecord,
+    DeployRequest, DeployState, Deployer, LayerDeployExecutor, LayerLock, VerifyPolicy,
+    ACTION_DESTRUCTIVE,
+};
+use ops_core::pulumi::{PulumiApi, PulumiError, PulumiRunner, StackRef};
+use ops_core::redact::{Redactor, MASK};
+use ops_core::store::{self, Store};
+use ops_core::swarm::docker::DockerSwarm;
+use serde_json::json;
+use sprocket_ops_tests::env;
+use sprocket_ops_tests::swarm::{ServiceGuard, TestService, TestSwarm};
+use tokio::sync::watch;
+
+const CONVERGE: Duration = Duration::from_secs(60);
+/// A secret the redactor knows; planted in the CLI's output by the tests.
+const PLANTED: &str = "hunter2-planted-7d3f";
+
+/// The built stand-in: `SPROCKET_TEST_PULUMI`, else `pulumi` beside this test executable's
+/// profile directory, else `<workspace>/target/debug/pulumi`.
+fn pulumi_standin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SPROCKET_TEST_PULUMI").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "SPROCKET_TEST_PULUMI={} does not exist: run `cargo build -p pulumi-standin`",
+            p.display()
+        );
+        return p;
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(profile) = exe.parent().and_then(|d| d.parent()) {
+            candidates.push(profile.join("pulumi"));
+        }
+    }
+    candidates.push(env::workspace_root().join("target/debug/pulumi"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "the pulumi stand-in was not found (looked at {candidates:?}): run \
+                 `cargo build -p pulumi-standin` (scripts/test.sh does) or set SPROCKET_TEST_PULUMI"
+            )
+        })
+}
+
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A Postgres schema of its own, dropped by [`Fixture::finish`].
+struct PgSchema {
+    admin: sqlx::PgPool,
+    name: String,
+}
+
+async fn open_store(backend: Backend, dir: &std::path::Path) -> (Arc<dyn Store>, Option<PgSchema>) {
+    match backend {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}", dir.join("ops.db").display());
+            (store::connect(&url, None).await.unwrap(), None)
+        }
+        Backend::Postgres => {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let base = env::postgres_url();
+            let name = format!(
+                "deploy_{}_{}",
+                env::run_id().replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+                N.fetch_add(1, Ordering::SeqCst)
+            );
+            let admin = sqlx::PgPool::connect(&base)
+                .await
+                .expect("Postgres from scripts/test.sh is reachable");
+            sqlx::query(&format!("CREATE SCHEMA {name}"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+            let store = store::connect(&url, None).await.unwrap();
+            assert_eq!(store.backend(), "postgres");
+            (store, Some(PgSchema { admin, name }))
+        }
+    }
+}
+
+/// Two test services (`web`, `api`) of one platform layer, its Pulumi project and a Deployer.
+struct Fixture {
+    swarm: TestSwarm,
+    web: ServiceGuard,
+    api: ServiceGuard,
+    dir: tempfile::TempDir,
+    cfg: Config,
+    store: Arc<dyn Store>,
+    redactor: Arc<Redactor>,
+    deployer: Arc<Deployer>,
+    pg: Option<PgSchema>,
+}
+
+impl Fixture {
+    async fn new(backend: Backend, knobs: serde_json::Value) -> Fixture {
+        let swarm = TestSwarm::connect().await;
+        let web = swarm
+            .create_service(TestService::new("pulumi-web", "main"))
+            .await;
+        let api = swarm
+            .create_service(TestService::new("pulumi-api", "main"))
+            .await;
+        for s in [&web, &api] {
+            swarm.wait_converged(s.name(), CONVERGE).await.unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Pulumi.yaml"),
+            "name: platform\nruntime: nodejs\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("Pulumi.prod.yaml"),
+            "config:\n  platform:hostname: sprocket.example\n  platform:image-tag: main\n",
+        )
+        .unwrap();
+        let toml = format!(
+            r#"
+[discord]
+guild_id = 1
+alerts_channel_id = 2
+approvals_channel_id = 3
+audit_channel_id = 4
+
+[pulumi]
+binary = {binary:?}
+lock_ttl_secs = 3600
+
+[layers.platform]
+directory = {dir:?}
+stack = "prod"
+image_tag_key = "image-tag"
+services = [{web:?}, {api:?}]
+timeout_secs = 120
+"#,
+            binary = pulumi_standin().display().to_string(),
+            dir = dir.path().display().to_string(),
+            web = web.name(),
+            api = api.name(),
+        );
+        let cfg = Config::parse("pulumi-test.toml", &toml).unwrap();
+        let (store, pg) = open_store(backend, dir.path()).await;
+        let redactor = Arc::new(Redactor::new([PLANTED]));
+        let f = Fixture {
+            deployer: Arc::new(make_deployer(&cfg, &store, &redactor)),
+            swarm,
+            web,
+            api,
+            dir,
+            cfg,
+            store,
+            redactor,
+            pg,
+        };
+        f.write_spec(knobs);
+        f
+    }
+
+    /// A deployer on the same store, runner and Swarm (as after a restart).
+    fn new_deployer(&self) -> Deployer {
+        make_deployer(&self.cfg, &self.store, &self.redactor)
+    }
+
+    fn runner(&self) -> PulumiRunner {
+        runner(&self.cfg, &self.redactor)
+    }
+
+    fn stack(&self) -> StackRef {
+        StackRef::from_layer("platform", &self.cfg.layers["platform"])
+    }
+
+    /// `standin.json`: the two services plus the knobs (per-resource ones under `web`).
+    fn write_spec(&self, knobs: serde_json::Value) {
+        let mut web = json!({
+            "type": "docker:index/service:Service",
+            "name": "web",
+            "service_name": self.web.name(),
+            "image_repo": env::image_repo(),
+        });
+        if let Some(extra) = knobs.get("web").and_then(|w| w.as_object()) {
+            for (k, v) in extra {
+                web[k] = v.clone();
+            }
+        }
+        let api = json!({
+            "type": "docker:index/service:Service",
+            "name": "api",
+            "service_name": self.api.name(),
+            "image_repo": env::image_repo(),
+        });
+        let mut spec = json!({ "resources": [web, api] });
+        for (k, v) in knobs.as_object().into_iter().flatten() {
+            if k != "web" {
+                spec[k] = v.clone();
+            }
+        }
+        std::fs::write(self.dir.path().join("standin.json"), spec.to_string()).unwrap();
+    }
+
+    fn stack_yaml(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("Pulumi.prod.yaml")).unwrap()
+    }
+
+    async fn image_of(&self, name: &str) -> String {
+        let s = self.swarm.inspect(name).await.unwrap();
+        s.spec
+            .and_then(|s| s.task_template)
+            .and_then(|t| t.container_spec)
+            .and_then(|c| c.image)
+            .unwrap_or_default()
+    }
+
+    async fn finish(self) {
+        if let Some(pg) = &self.pg {
+            sqlx::query(&format!("DROP SCHEMA {} CASCADE", pg.name))
+                .execute(&pg.admin)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn runner(cfg: &Config, redactor: &Arc<Redactor>) -> PulumiRunner {
+    PulumiRunner::new(&cfg.pulumi, redactor.clone()).with_grace(Duration::from_secs(10))
+}
+
+fn make_deployer(cfg: &Config, store: &Arc<dyn Store>, redactor: &Arc<Redactor>) -> Deployer {
+    Deployer::new(
+        cfg,
+        Arc::new(runner(cfg, redactor)),
+        store.clone(),
+        Arc::new(DockerSwarm::new(ops_core::config::DEFAULT_DOCKER_HOST, 30).unwrap()),
+        redactor.clone(),
+    )
+    .with_verify(VerifyPolicy {
+        timeout: Duration::from_secs(90),
+        poll: Duration::from_millis(250),
+    })
+}
+
+fn req(tag: &str, who: &str) -> DeployRequest {
+    DeployRequest {
+        layer: "platform".into(),
+        image_tag: Some(tag.into()),
+        requester: who.into(),
+        reason: format!("release {tag}"),
+    }
+}
+
+async fn wait_for(
+    rx: &mut watch::Receiver<DeployProgress>,
+    what: &str,
+    f: impl FnMut(&DeployProgress) -> bool,
+) {
+    let waited = tokio::time::timeout(Duration::from_secs(60), rx.wait_for(f))
+        .await
+        .map(|r| r.map(|_| ()));
+    match waited {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => panic!(
+            "the deploy stopped publishing before `{what}`: {:?}",
+            *rx.borrow()
+        ),
+        Err(_) => panic!("no progress `{what}` within 60 s: {:?}", *rx.borrow()),
+    }
+}
+
+#[tokio::test]
+async fn deploy_platform_v2_sets_config_previews_applies_verifies_and_records() {
+    let f = Fixture::new(Backend::Postgres, json!({})).await;
+    let started = Instant::now();
+    let (progress, rx) = watch_progress("platform");
+    let out = f
+        .deployer
+        .deploy(&req("v2", "alice"), progress)
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    let DeployOutcome::Succeeded(report) = out else {
+        panic!("{out:?}")
+    };
+    eprintln!("deploy of :v2 (2 services) took {elapsed:?}");
+
+    // `pulumi config set image-tag v2 --stack prod` changed the stack file like the real CLI.
+    let yaml = f.stack_yaml();
+    assert!(yaml.contains("  platform:image-tag: v2\n"), "{yaml}");
+    assert!(
+        yaml.contains("  platform:hostname: sprocket.example\n"),
+        "{yaml}"
+    );
+    // The preview planned two updates; the real services run :v2 and converged.
+    assert_eq!(report.preview.totals().update, 2);
+    assert_eq!(
+        report.preview.by_type["docker:index/service:Service"].update,
+        2
+    );
+    for s in [&f.web, &f.api] {
+        assert_eq!(f.image_of(s.name()).await, env::test_image("v2"));
+        f.swarm.wait_converged(s.name(), CONVERGE).await.unwrap();
+    }
+    assert_eq!(report.services.len(), 2, "{:?}", report.services);
+    assert!(
+        report
+            .services
+            .iter()
+            .all(|s| s.running == Some(1) && s.desired == Some(1)),
+        "{:?}",
+        report.services
+    );
+    let last = rx.borrow().clone();
+    assert_eq!(
+        (last.phase, last.steps_done, last.steps_planned),
+        (DeployPhase::Succeeded, 2, 2)
+    );
+    assert_eq!(
+        report.up.summary.as_ref().unwrap().resource_changes["update"],
+        2
+    );
+
+    let history = f.deployer.history("platform", 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    let h = &history[0];
+    assert_eq!(h.state, DeployState::Succeeded);
+    assert_eq!(
+        (h.image_before.as_deref(), h.image_after.as_deref()),
+        (Some("main"), Some("v2"))
+    );
+    assert_eq!(
+        (h.requester.as_str(), h.reason.as_str()),
+        ("alice", "release v2")
+    );
+    assert_eq!(h.summary["steps_done"], 2);
+    assert_eq!(h.summary["resource_changes"]["update"], 2);
+    assert!(h.duration_ms().unwrap() > 0);
+    assert!(f.deployer.locks().await.unwrap().is_empty());
+    assert_eq!(
+        f.deployer
+            .rollback_target("platform")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("main")
+    );
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn a_concurrent_deploy_of_the_same_layer_is_refused_within_a_second() {
+    let f = Fixture::new(Backend::Sqlite, json!({ "step_delay_ms": 1500 })).await;
+    let (progress, mut rx) = watch_progress("platform");
+    let d = f.deployer.clone();
+    let first = tokio::spawn(async move { d.deploy(&req("v2", "alice"), progress).await });
+    wait_for(&mut rx, "applying", |p| p.phase == DeployPhase::Applying).await;
+
+    let started = Instant::now();
+    let e = f
+        .deployer
+        .deploy(&req("v2", "bob"), watch_progress("platform").0)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "refused after {took:?}");
+    let DeployError::Locked { holder } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(holder.owner, "alice");
+    let text = e.to_string();
+    assert!(
+        text.contains("alice has been deploying it since") && text.contains("release v2"),
+        "{text}"
+    );
+    eprintln!("second deploy refused in {took:?}: {text}");
+
+    let out = first.await.unwrap().unwrap();
+    assert!(matches!(out, DeployOutcome::Succeeded(_)), "{out:?}");
+    let h = f.deployer.history("platform", 10).await.unwrap();
+    assert_eq!(h.len(), 1, "the refused deploy left no history: {h:?}");
+    f.finish().await;
+}
+
+/// Removes a service by name when dropped (a replacement has a new id its guard does not know).
+struct RemoveByName(String);
+
+impl Drop for RemoveByName {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["service", "rm", &self.0])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn a_replace_in_the_preview_needs_an_approval_and_runs_once_approved() {
+    let f = Fixture::new(Backend::Sqlite, json!({ "web": { "force_replace": true } })).await;
+    let _cleanup = RemoveByName(f.web.name().to_string());
+    let r = req("v2", "alice");
+    let out = f
+        .deployer
+        .deploy(&r, watch_progress("platform").0)
+        .await
+        .unwrap();
+    let DeployOutcome::NeedsApproval(plan) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(plan.approval_action.as_deref(), Some(ACTION_DESTRUCTIVE));
+    assert_eq!(plan.preview.totals().replace, 1);
+    assert!(
+        plan.approval_reasons
+            .iter()
+            .any(|r| r.contains("replace web")),
+        "{:?}",
+        plan.approval_reasons
+    );
+    assert!(
+        f.stack_yaml().contains("platform:image-tag: main"),
+        "the tag was put back"
+    );
+    for s in [&f.web, &f.api] {
+        assert_eq!(
+            f.image_of(s.name()).await,
+            env::test_image("main"),
+            "nothing ran"
+        );
+    }
+    assert_eq!(
+        f.deployer.history("platform", 5).await.unwrap()[0].state,
+        DeployState::Cancelled
+    );
+
+    // What the approval engine does: digest at request time, digest again and execute.
+    let exec = LayerDeployExecutor::new(f.deployer.clone());
+    let params = r.to_params();
+    assert_eq!(exec.digest(&params).await.unwrap(), plan.digest);
+    assert_eq!(exec.digest(&params).await.unwrap(), plan.digest, "stable");
+    let summary = exec.execute(&params).await.unwrap();
+    assert!(
+        summary.starts_with("deployed `platform` tag `v2`"),
+        "{summary}"
+    );
+    assert_eq!(f.image_of(f.web.name()).await, env::test_image("v2"));
+    let replaced = f.swarm.inspect(f.web.name()).await.unwrap();
+    assert_ne!(replaced.id.as_deref(), Some(f.web.id()), "web was replaced");
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn a_failing_apply_is_reported_redacted_with_the_rollback_target() {
+    let f = Fixture::new(Backend::Sqlite, json!({})).await;
+    assert!(matches!(
+        f.deployer
+            .deploy(&req("v2", "alice"), watch_progress("platform").0)
+            .await
+            .unwrap(),
+        DeployOutcome::Succeeded(_)
+    ));
+    f.write_spec(json!({
+        "fail_resource": "web",
+        "fail_message": format!("pulling {}:broken: unauthorized: password={PLANTED} rejected", env::image_repo()),
+    }));
+    let (progress, rx) = watch_progress("platform");
+    let e = f
+        .deployer
+        .deploy(&req("broken", "alice"), progress)
+        .await
+        .unwrap_err();
+    let DeployError::UpdateFailed {
+        errors,
+        rollback_target,
+        message,
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    let all = format!("{e}\n{}", errors.join("\n"));
+    eprintln!("failed deploy reported as:\n{all}");
+    assert!(message.contains("failed (exit code 4)"), "{message}");
+    assert!(
+        all.contains(&format!(
+            "web: pulling {}:broken: unauthorized: password={MASK}",
+            env::image_repo()
+        )),
+        "{all}"
+    );
+    assert!(all.contains("update failed"), "{all}");
+    assert!(!all.contains(PLANTED), "{all}");
+    assert!(!format!("{:?}", rx.borrow()).contains(PLANTED));
+    assert_eq!(rollback_target.as_deref(), Some("v2"));
+    assert_eq!(
+        f.deployer
+            .rollback_target("platform")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v2")
+    );
+    let h = &f.deployer.history("platform", 5).await.unwrap()[0];
+    assert_eq!(
+        (h.state, h.image_before.as_deref(), h.image_after.as_deref()),
+        (DeployState::Failed, Some("v2"), Some("broken"))
+    );
+    assert!(!h.error.as_deref().unwrap().contains(PLANTED));
+    assert_eq!(
+        f.image_of(f.web.name()).await,
+        env::test_image("v2"),
+        "the failed step changed nothing"
+    );
+
+    // Another process holding the stack lock is reported as such.
+    f.write_spec(json!({ "locked": true }));
+    let e = f
+        .deployer
+        .deploy(&req("v2", "alice"), watch_progress("platform").0)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("stack `prod` is locked by another update"),
+        "{e}"
+    );
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn a_crash_mid_deploy_leaves_a_lock_that_start_up_recovery_releases() {
+    let f = Fixture::new(Backend::Sqlite, json!({ "step_delay_ms": 5000 })).await;
+    let (progress, mut rx) = watch_progress("platform");
+    let d = f.deployer.clone();
+    let task = tokio::spawn(async move { d.deploy(&req("v2", "alice"), progress).await });
+    wait_for(&mut rx, "web in flight", |p| {
+        p.current.as_deref() == Some("web")
+    })
+    .await;
+    // The process "crashes": the task is dropped mid-update (its pulumi child is killed).
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+
+    // "Restart": a new deployer on the same store.
+    let restarted = f.new_deployer();
+    let e = restarted
+        .deploy(&req("v3", "bob"), watch_progress("platform").0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, DeployError::Locked { holder } if holder.owner == "alice"),
+        "{e}"
+    );
+    let interrupted = restarted.recover_interrupted().await.unwrap();
+    assert_eq!(interrupted.len(), 1);
+    assert_eq!(
+        (interrupted[0].state, interrupted[0].requester.as_str()),
+        (DeployState::Interrupted, "alice")
+    );
+    assert!(restarted.locks().await.unwrap().is_empty());
+    assert_eq!(
+        restarted.history("platform", 1).await.unwrap()[0].state,
+        DeployState::Interrupted
+    );
+    // The killed pulumi left its own backend lock, as a real crash does: reported, not hidden.
+    let e = restarted
+        .deploy(&req("v3", "bob"), watch_progress("platform").0)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("stack `prod` is locked by another update"),
+        "{e}"
+    );
+    assert!(
+        restarted.locks().await.unwrap().is_empty(),
+        "released after the failure"
+    );
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn cancel_interrupts_pulumi_gracefully_after_the_step_in_flight() {
+    let f = Fixture::new(Backend::Sqlite, json!({ "step_delay_ms": 1500 })).await;
+    let (progress, mut rx) = watch_progress("platform");
+    let d = f.deployer.clone();
+    let task = tokio::spawn(async move { d.deploy(&req("v2", "alice"), progress).await });
+    wait_for(&mut rx, "web in flight", |p| {
+        p.current.as_deref() == Some("web")
+    })
+    .await;
+    let started = Instant::now();
+    assert!(f.deployer.cancel("platform").await.unwrap());
+    let e = task.await.unwrap().unwrap_err();
+    eprintln!(
+        "cancelled deploy ended {:?} after the cancel",
+        started.elapsed()
+    );
+    assert!(matches!(e, DeployError::Cancelled { .. }), "{e}");
+    assert_eq!(
+        f.image_of(f.web.name()).await,
+        env::test_image("v2"),
+        "the step in flight finished"
+    );
+    assert_eq!(
+        f.image_of(f.api.name()).await,
+        env::test_image("main"),
+        "the next step did not start"
+    );
+    let h = &f.deployer.history("platform", 1).await.unwrap()[0];
+    assert_eq!(h.state, DeployState::Cancelled);
+    assert_eq!(h.summary["steps_done"], 1);
+    assert!(f.deployer.locks().await.unwrap().is_empty());
+    assert!(
+        !f.deployer.cancel("platform").await.unwrap(),
+        "nothing runs now"
+    );
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn the_runner_interrupts_an_update_that_runs_past_the_layer_timeout() {
+    let f = Fixture::new(Backend::Sqlite, json!({ "step_delay_ms": 2500 })).await;
+    let stack = StackRef {
+        timeout: Duration::from_secs(1),
+        ..f.stack()
+    };
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink: ops_core::pulumi::EventSink = {
+        let seen = seen.clone();
+        Arc::new(move |e: &ops_core::pulumi::EngineEvent| seen.lock().unwrap().push(e.clone()))
+    };
+    f.runner()
+        .config_set(&stack, "image-tag", "v2")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let e = f.runner().up(&stack, sink).await.unwrap_err();
+    let took = started.elapsed();
+    eprintln!("timed-out update ended after {took:?}: {e}");
+    assert!(matches!(e, PulumiError::Timeout { secs: 1, .. }), "{e}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    let events = seen.lock().unwrap().clone();
+    assert!(
+        events.windows(2).all(|w| w[0].sequence < w[1].sequence),
+        "in order"
+    );
+    assert!(matches!(
+        events.first().map(|e| e.kind()),
+        Some(ops_core::pulumi::EventKind::Prelude(_))
+    ));
+    assert!(
+        matches!(
+            events.last().map(|e| e.kind()),
+            Some(ops_core::pulumi::EventKind::Cancel)
+        ),
+        "the stream was complete"
+    );
+    assert!(
+        e.errors().iter().any(|x| x.contains("update canceled")),
+        "{:?}",
+        e.errors()
+    );
+    // Graceful: the step in flight finished, the next one never started.
+    assert_eq!(f.image_of(f.web.name()).await, env::test_image("v2"));
+    assert_eq!(f.image_of(f.api.name()).await, env::test_image("main"));
+    f.finish().await;
+}
+
+/// Every Pulumi call panics: nothing may reach it.
+struct NoPulumi;
+
+#[async_trait::async_trait]
+impl PulumiApi for NoPulumi {
+    async fn config_get(&self, _: &StackRef, key: &str) -> Result<Option<String>, PulumiError> {
+        panic!("config get {key:?} must not run")
+    }
+    async fn config_set(&self, _: &StackRef, key: &str, v: &str) -> Result<(), PulumiError> {
+        panic!("config set {key:?} {v:?} must not run")
+    }
+    async fn preview(&self, _: &StackRef) -> Result<ops_core::pulumi::PreviewSummary, PulumiError> {
+        panic!("preview must not run")
+    }
+    async fn up(
+        &self,
+        _: &StackRef,
+        _: ops_core::pulumi::EventSink,
+    ) -> Result<ops_core::pulumi::UpOutcome, PulumiError> {
+        panic!("up must not run")
+    }
+    async fn cancel(&self, layer: &str) -> Result<bool, PulumiError> {
+        panic!("cancel {layer:?} must not run")
+    }
+}
+
+#[tokio::test]
+async fn shell_metacharacters_and_option_injection_are_refused_before_any_process_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let cfg = Config::parse(
+        "t.toml",
+        &format!(
+            "[discord]\nguild_id = 1\nalerts_channel_id = 2\napprovals_channel_id = 3\naudit_channel_id = 4\n\
+             [pulumi]\nbinary = \"/nonexistent/pulumi\"\n\
+             [layers.platform]\ndirectory = {:?}\nstack = \"prod\"\nimage_tag_key = \"image-tag\"\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let (store, _) = open_store(Backend::Sqlite, dir.path()).await;
+    let swarm = Arc::new(DockerSwarm::new(ops_core::config::DEFAULT_DOCKER_HOST, 30).unwrap());
+    let redactor = Arc::new(Redactor::default());
+    let touch = format!("$(touch {})", marker.display());
+    let bad_tags = [
+        "--yes",
+        "-x",
+        ";rm -rf /",
+        touch.as_str(),
+        "`id`",
+        "v2 --yes",
+        "v2\nrm",
+        "a|b",
+        "v2&&id",
+        "../x",
+        "",
+    ];
+
+    // Through the Deployer with a Pulumi that panics on any call.
+    let d = Deployer::new(
+        &cfg,
+        Arc::new(NoPulumi),
+        store.clone(),
+        swarm.clone(),
+        redactor.clone(),
+    );
+    for tag in bad_tags {
+        let e = d
+            .deploy(&req(tag, "alice"), watch_progress("platform").0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DeployError::InvalidArgument {
+                    what: "image tag",
+                    ..
+                }
+            ),
+            "{tag:?}: {e}"
+        );
+    }
+    for layer in [
+        ";rm",
+        "--yes",
+        "-x",
+        "$(id)",
+        "platform --yes",
+        "platform\n",
+    ] {
+        let r = DeployRequest {
+            layer: layer.into(),
+            ..req("v2", "alice")
+        };
+        let e = d
+            .deploy(&r, watch_progress("platform").0)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DeployError::UnknownLayer(_)), "{layer:?}: {e}");
+    }
+    assert!(store.list_deploys(None, 10).await.unwrap().is_empty());
+
+    // Through the real runner: a spawn would fail (the binary does not exist), so an
+    // `InvalidArgument` proves the refusal came first.
+    let runner = PulumiRunner::new(&cfg.pulumi, redactor.clone());
+    let stack = StackRef::from_layer("platform", &cfg.layers["platform"]);
+    for key in ["--yes", "-x", ";rm", "$(id)", "a b", "k\n", ""] {
+        let e = runner.config_set(&stack, key, "v2").await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PulumiError::InvalidArgument {
+                    what: "config key",
+                    ..
+                }
+            ),
+            "{key:?}: {e}"
+        );
+    }
+    for value in ["v2\nrm", "a\0b", ""] {
+        let e = runner
+            .config_set(&stack, "image-tag", value)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, PulumiError::InvalidArgument { .. }),
+            "{value:?}: {e}"
+        );
+    }
+    for s in ["-x", "--yes", "prod;rm", "prod prod"] {
+        let bad = StackRef {
+            stack: s.into(),
+            ..stack.clone()
+        };
+        assert!(
+            matches!(
+                runner.preview(&bad).await,
+                Err(PulumiError::InvalidArgument { what: "stack", .. })
+            ),
+            "{s:?}"
+        );
+    }
+    let e = runner
+        .config_set(&stack, "image-tag", "v2")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, PulumiError::Spawn { .. }),
+        "a valid call reaches the spawn: {e}"
+    );
+    assert!(!marker.exists());
+
+    // With the stand-in, a value starting with `-` goes after `--` and is stored as written.
+    std::fs::write(
+        dir.path().join("Pulumi.yaml"),
+        "name: platform\nruntime: nodejs\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Pulumi.prod.yaml"),
+        "config:\n  platform:image-tag: main\n",
+    )
+    .unwrap();
+    let real = PulumiRunner::new(
+        &ops_core::config::PulumiConfig {
+            binary: pulumi_standin(),
+            ..cfg.pulumi.clone()
+        },
+        redactor,
+    );
+    real.config_set(&stack, "note", "-x; $(id)").await.unwrap();
+    assert_eq!(
+        real.config_get(&stack, "note").await.unwrap().as_deref(),
+        Some("-x; $(id)")
+    );
+    assert_eq!(real.config_get(&stack, "missing").await.unwrap(), None);
+    assert!(!marker.exists());
+}
+
+#[tokio::test]
+async fn the_runner_redacts_a_planted_secret_from_the_cli_output() {
+    let f = Fixture::new(
+        Backend::Sqlite,
+        json!({
+            "stderr_message": format!("warning: plugin said {PLANTED} (token=abcdef0123456789)"),
+            "fail_preview": format!("provider auth failed for {PLANTED}"),
+        }),
+    )
+    .await;
+    let e = f.runner().preview(&f.stack()).await.unwrap_err();
+    let PulumiError::Failed { code, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(*code, Some(4));
+    let everything = format!("{e}\n{}\n{}", e.detail(), e.errors().join("\n"));
+    eprintln!("preview failure as reported:\n{everything}");
+    assert!(!everything.contains(PLANTED), "{everything}");
+    assert!(!everything.contains("abcdef0123456789"), "{everything}");
+    assert!(e.detail().contains(MASK), "{everything}");
+    assert!(
+        e.errors()
+            .iter()
+            .any(|x| x.contains(&format!("provider auth failed for {MASK}"))),
+        "{everything}"
+    );
+    // The same through a deploy: the config is put back, the error is redacted.
+    let e = f
+        .deployer
+        .deploy(&req("v2", "alice"), watch_progress("platform").0)
+        .await
+        .unwrap_err();
+    assert!(!format!("{e} {:?}", e.errors()).contains(PLANTED));
+    assert!(f.stack_yaml().contains("platform:image-tag: main"));
+    f.finish().await;
+}
+
+fn record(id: &str, layer: &str, started: i64, state: DeployState) -> DeployRecord {
+    DeployRecord {
+        id: id.into(),
+        layer: layer.into(),
+        requester: "alice".into(),
+        approver: None,
+        reason: "r".into(),
+        image_before: Some("main".into()),
+        image_after: Some("v2".into()),
+        state,
+        started_at_ms: started,
+        finished_at_ms: None,
+        summary: json!({ "preview": { "totals": { "update": 2 } } }),
+        error: None,
+    }
+}
+
+async fn deploy_store_suite(s: Arc<dyn Store>) {
+    let lock = |owner: &str, started: i64, expires: i64, id: &str| LayerLock {
+        layer: "platform".into(),
+        owner: owner.into(),
+        reason: "release".into(),
+        started_at_ms: started,
+        expires_at_ms: expires,
+        deploy_id: Some(id.into()),
+    };
+    assert!(s
+        .take_layer_lock(&lock("alice", 1_000, 5_000, "d1"))
+        .await
+        .unwrap()
+        .is_ok());
+    // Held: refused, naming the holder; an expired lock is taken over.
+    let held = s
+        .take_layer_lock(&lock("bob", 2_000, 9_000, "d2"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!((held.owner.as_str(), held.started_at_ms), ("alice", 1_000));
+    assert!(s
+        .take_layer_lock(&lock("bob", 5_000, 9_000, "d2"))
+        .await
+        .unwrap()
+        .is_ok());
+    assert_eq!(
+        s.get_layer_lock("platform").await.unwrap().unwrap().owner,
+        "bob"
+    );
+    assert!(
+        !s.release_layer_lock("platform", Some("d1")).await.unwrap(),
+        "only the holder's id releases"
+    );
+    assert_eq!(s.list_layer_locks().await.unwrap().len(), 1);
+    assert!(s.release_layer_lock("platform", Some("d2")).await.unwrap());
+    assert!(s.get_layer_lock("platform").await.unwrap().is_none());
+    assert!(s
+        .take_layer_lock(&lock("carol", 6_000, 9_000, "d3"))
+        .await
+        .unwrap()
+        .is_ok());
+    assert!(
+        s.release_layer_lock("platform", None).await.unwrap(),
+        "forced"
+    );
+
+    for (i, (layer, state)) in [
+        ("platform", DeployState::Succeeded),
+        ("layer_1", DeployState::Running),
+        ("platform", DeployState::Running),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.create_deploy(&record(&format!("d{i}"), layer, 100 + i as i64, state))
+            .await
+            .unwrap();
+    }
+    let mut d0 = s.get_deploy("d0").await.unwrap().unwrap();
+    assert_eq!(
+        d0.summary["preview"]["totals"]["update"], 2,
+        "JSON round trip"
+    );
+    d0.state = DeployState::Failed;
+    assert!(
+        !s.finish_deploy(&d0).await.unwrap(),
+        "only running deploys end"
+    );
+    let mut d2 = s.get_deploy("d2").await.unwrap().unwrap();
+    d2.state = DeployState::Succeeded;
+    d2.finished_at_ms = Some(500);
+    d2.image_before = Some("v1".into());
+    d2.error = None;
+    assert!(s.finish_deploy(&d2).await.unwrap());
+    s.set_deploy_approver("d2", "bob").await.unwrap();
+    let got = s.get_deploy("d2").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.state,
+            got.finished_at_ms,
+            got.image_before.as_deref(),
+            got.approver.as_deref()
+        ),
+        (DeployState::Succeeded, Some(500), Some("v1"), Some("bob"))
+    );
+    let platform: Vec<String> = s
+        .list_deploys(Some("platform"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(platform, ["d2", "d0"], "newest first, one layer");
+    assert_eq!(s.list_deploys(None, 2).await.unwrap().len(), 2, "limit");
+    let interrupted = s
+        .interrupt_running_deploys(900, "interrupted: restart")
+        .await
+        .unwrap();
+    assert_eq!(
+        interrupted
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect::<Vec<_>>(),
+        ["d1"]
+    );
+    assert_eq!(interrupted[0].state, DeployState::Interrupted);
+    assert!(s
+        .interrupt_running_deploys(901, "again")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn deploy_tables_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (s, pg) = open_store(backend, dir.path()).await;
+        deploy_store_suite(s).await;
+        if let Some(pg) = pg {
+            sqlx::query(&format!("DROP SCHEMA {} CASCADE", pg.name))
+                .execute(&pg.admin)
+                .await
+                .unwrap();
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Local servers on 127.0.0.1 for the alert probe tests: an HTTP server redirecting to HTTPS,
+//! an HTTPS server with a self-signed certificate (rcgen) expiring when the test says, a
+//! server that accepts connections and then never answers, a GraphQL-ish POST endpoint, and
+//! a real `redis-server` on a free port (the test fails when redis-server is not installed:
+//! scripts/test.sh installs it). Every server stops when its handle drops.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A running local server; stopped on drop.
+pub struct ProbeServer {
+    pub addr: SocketAddr,
+    handle: JoinHandle<()>,
+}
+
+impl ProbeServer {
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+    /// `127.0.0.1:port`.
+    pub fn target(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for ProbeServer {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding a local port")
+}
+
+async fn serve(app: Router) -> ProbeServer {
+    let l = listener().await;
+    let addr = l.local_addr().expect("local addr");
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    ProbeServer { addr, handle }
+}
+
+/// Every request: `301` to `https://localhost{path}`.
+pub async fn redirect_server() -> ProbeServer {
+    let app = Router::new().fallback(|uri: axum::http::Uri| async move {
+        (
+            StatusCode::MOVED_PERMANENTLY,
+            [(header::LOCATION, format!("https://localhost{}", uri.path()))],
+        )
+    });
+    serve(app).await
+}
+
+/// `POST /graphql`: `{"data":{"__typename":"Query"}}` when the body has a `query`.
+pub async fn graphql_server() -> ProbeServer {
+    let app = Router::new().route(
+        "/graphql",
+        post(|Json(body): Json<serde_json::Value>| async move {
+            if body.get("query").and_then(|q| q.as_str()).is_some() {
+                (
+                    StatusCode::OK,
+                    Json(serde_json::json!({ "data": { "__typename": "Query" } })),
+                )
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(serde_json::json!({ "errors": [{ "message": "no query" }] })),
+                )
+            }
+        }),
+    );
+    serve(app).await
+}
+
+/// Accepts connections, keeps them open, never sends a byte.
+pub async fn silent_server() -> ProbeServer {
+    let l = listener().await;
+    let addr = l.local_addr().expect("local addr");
+    let handle = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    ProbeServer { addr, handle }
+}
+
+/// TLS on 127.0.0.1 with a fresh self-signed certificate for `localhost` (common name
+/// `common_name`) valid until now + `valid_for`; answers `HTTP/1.1 200` after the handshake.
+pub async fn tls_server(common_name: &str, valid_for: Duration) -> ProbeServer {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("cert params");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::try_from(valid_for).expect("duration");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    let key = rcgen::KeyPair::generate().expect("key pair");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let l = listener().await;
+    let addr = l.local_addr().expect("local addr");
+    let handle = tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(s).await {
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    ProbeServer { addr, handle }
+}
+
+/// A `redis-server` child on a free 127.0.0.1 port with `requirepass`; killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl RedisServer {
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `redis-server` (panics, failing the test, when it is not installed).
+pub fn start_redis(password: &str) -> RedisServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}): install it (`apt-get install redis-server`; \
+                 scripts/test.sh does)"
+            )
+        });
+    let server = RedisServer { port, child };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// A path-style S3 endpoint knowing one bucket and one key pair: `HEAD /{bucket}` answers 200
+/// when the SigV4 `Authorization` matches the one recomputed here (ops-core's signer, checked
+/// against the AWS documentation example), 403 when it does not, 404 for other buckets.
+pub async fn s3_server(bucket: &str, access_key: &str, secret_key: &str) -> ProbeServer {
+    use axum::http::HeaderMap;
+    use ops_core::alerts::probes::{sigv4_authorization, SigV4};
+    let (bucket, access_key, secret_key) = (
+        bucket.to_string(),
+        access_key.to_string(),
+        secret_key.to_string(),
+    );
+    let app = Router::new().route(
+        "/{bucket}",
+        axum::routing::head(
+            move |axum::extract::Path(b): axum::extract::Path<String>, headers: HeaderMap| async move {
+                if b != bucket {
+                    return StatusCode::NOT_FOUND;
+                }
+                let h = |k: &str| {
+                    headers
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let (host, date, sha) = (h("host"), h("x-amz-date"), h("x-amz-content-sha256"));
+                let path = format!("/{b}");
+                let expected = sigv4_authorization(&SigV4 {
+                    method: "HEAD",
+                    path: &path,
+                    query: "",
+                    headers: &[
+                        ("host", &host),
+                        ("x-amz-content-sha256", &sha),
+                        ("x-amz-date", &date),
+                    ],
+                    payload_sha256: &sha,
+                    amz_date: &date,
+                    region: "us-east-1",
+                    service: "s3",
+                    access_key: &access_key,
+                    secret_key: &secret_key,
+                });
+                if !date.is_empty() && h("authorization") == expected {
+                    StatusCode::OK
+                } else {
+                    StatusCode::FORBIDDEN
+                }
+            },
+        ),
+    );
+    serve(app).await
+}
