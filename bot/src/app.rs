@@ -87,7 +87,7 @@ pub async fn build_ops(
     secrets: &Secrets,
 ) -> Result<Arc<Ops>, Exit> {
     let redactor = Arc::new(Redactor::new(secrets.values()));
-    let store = ops_core::store::connect(&cfg.database.url, secrets.database_password.as_ref())
+    let backend = ops_core::store::open(&cfg.database.url, secrets.database_password.as_ref())
         .await
         .map_err(|e| {
             Exit::new(
@@ -95,6 +95,7 @@ pub async fn build_ops(
                 format!("database.url: {}", redactor.redact(&e.to_string())),
             )
         })?;
+    let store = backend.store();
     let swarm = DockerSwarm::new(&cfg.docker.host, cfg.docker.timeout_secs)
         .map_err(|e| Exit::new(Exit::USAGE, format!("docker.host: {e}: {}", e.detail())))?;
     let github = GithubClient::new(&cfg.github, secrets.github_token.clone())
@@ -166,6 +167,7 @@ pub async fn build_ops(
         approvals: Arc::new(approvals),
         vault,
         deployer,
+        alert_store: backend.alerts(),
         limits: Arc::new(RateLimits::new(
             cfg.limits.commands_per_minute,
             cfg.limits.destructive_per_hour,

@@ -82,6 +82,11 @@ pub async fn serve(
             Vec::new()
         }
     };
+    let alerts_cfg = cfg.alerts.clone();
+    let layer_map = ops_core::layers::LayerMap::from_config(&cfg);
+    let (alerts_tx, alerts_stop) = tokio::sync::watch::channel(false);
+    let docker_host = cfg.docker.host.clone();
+    let docker_timeout = cfg.docker.timeout_secs;
     let setup_data = data;
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
@@ -124,6 +129,17 @@ pub async fn serve(
                     "connected and registered slash commands"
                 );
                 spawn_sweeper(Arc::clone(&ctx.http), setup_data.clone());
+                if let Some(alerts) = alerts_cfg.clone() {
+                    start_watcher(
+                        alerts,
+                        Arc::clone(&ctx.http),
+                        &setup_data,
+                        &layer_map,
+                        (&docker_host, docker_timeout),
+                        alerts_stop.clone(),
+                    )
+                    .await;
+                }
                 for d in &interrupted {
                     commands::approval_ui::audit_line(
                         &ctx.http,
@@ -158,6 +174,7 @@ pub async fn serve(
             grace_secs = grace.as_secs(),
             "shutting down: no new commands; waiting for running work"
         );
+        let _ = alerts_tx.send(true);
         let left = inflight.close_and_wait(grace).await;
         if left > 0 {
             tracing::warn!(left, "grace period over: closing with work still running");
@@ -198,6 +215,44 @@ fn spawn_sweeper(http: Arc<serenity::Http>, data: commands::Data) {
             commands::vault::sweep_idle(&http, &data).await;
         }
     });
+}
+
+/// Starts the alert watcher (Docker events, the reconciler, probes) posting to Discord. A
+/// watcher that cannot start is logged; the bot keeps serving commands.
+async fn start_watcher(
+    cfg: ops_core::alerts::config::AlertsConfig,
+    http: Arc<serenity::Http>,
+    data: &commands::Data,
+    layers: &ops_core::layers::LayerMap,
+    docker: (&str, u64),
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let ops = &data.ops;
+    let docker_events = match ops_core::swarm::docker::DockerSwarm::new(docker.0, docker.1) {
+        Ok(d) => Some(Arc::new(d)),
+        Err(e) => {
+            tracing::warn!("alerts: no Docker events: {e}");
+            None
+        }
+    };
+    let deps = ops_core::alerts::WatcherDeps {
+        store: Arc::clone(&ops.alert_store),
+        sink: Arc::new(commands::alerts::DiscordSink {
+            http,
+            redactor: Arc::clone(&ops.redactor),
+        }),
+        clock: Arc::new(ops_core::alerts::SystemClock),
+        swarm: Some(Arc::clone(&ops.swarm)),
+        docker_events,
+        layers: ops_core::alerts::sources::layer_resolver(layers.clone()),
+    };
+    match ops_core::alerts::Watcher::new(cfg, deps).await {
+        Ok(w) => {
+            tokio::spawn(w.run(stop));
+            tracing::info!("alert watcher started");
+        }
+        Err(e) => tracing::error!("alert watcher could not start: {e}"),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -3,6 +3,7 @@
 //! text and every parameter has a `#[description]`.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod approval_ui;
 pub mod deploy;
 pub mod inflight;

@@ -53,6 +53,9 @@ pub struct Config {
     pub vault: Option<VaultConfig>,
     #[serde(default)]
     pub http: HttpConfig,
+    /// Health alerts (Swarm events, probes) posted to channels; off without this section.
+    #[serde(default)]
+    pub alerts: Option<crate::alerts::config::AlertsConfig>,
 }
 
 /// How layer deploys run the Pulumi CLI (argv only, never a shell).
@@ -487,6 +490,59 @@ impl Config {
                 ));
             }
         }
+        if let Some(v) = &self.vault {
+            validate_http_url(&v.address)
+                .map_err(|m| ("vault.address".to_string(), m.to_string()))?;
+            v.token
+                .validate()
+                .map_err(|m| ("vault.token".to_string(), m))?;
+            for (i, p) in v.secret_paths.iter().enumerate() {
+                let ok = p.split('/').count() >= 2
+                    && p.split('/').all(|seg| {
+                        !seg.is_empty()
+                            && seg != ".."
+                            && seg
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    });
+                if !ok {
+                    return Err((
+                        format!("vault.secret_paths[{i}]"),
+                        format!("`{p}` must be `mount/path` of letters, digits, - _ ."),
+                    ));
+                }
+            }
+            if v.ceremony_idle_minutes == 0 || v.ceremony_idle_minutes > 120 {
+                return Err((
+                    "vault.ceremony_idle_minutes".into(),
+                    "must be between 1 and 120".into(),
+                ));
+            }
+        }
+        if let Some(p) = &self.pulumi.passphrase {
+            p.validate()
+                .map_err(|m| ("pulumi.passphrase".to_string(), m))?;
+        }
+        if let Some(p) = &self.pulumi.access_token {
+            p.validate()
+                .map_err(|m| ("pulumi.access_token".to_string(), m))?;
+        }
+        if self.pulumi.binary.as_os_str().is_empty() {
+            return Err(("pulumi.binary".into(), "must not be empty".into()));
+        }
+        if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err((
+                "http.listen".into(),
+                format!(
+                    "`{}` is not host:port (like 127.0.0.1:9464)",
+                    self.http.listen
+                ),
+            ));
+        }
+        if let Some(a) = &self.alerts {
+            a.validate()?;
+        }
         for (key, v) in [
             (
                 "limits.commands_per_minute",
@@ -727,6 +783,37 @@ mod tests {
             assert!(e.message.contains(words), "for {to}: {e}");
             assert_eq!(e.file, "x.toml");
             assert!(!e.to_string().contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn optional_sections_are_validated() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "listen = \"127.0.0.1:9464\"",
+                "listen = \"nowhere\"",
+                "http.listen",
+            ),
+            (
+                "address = \"https://vault.sprocket.mlesports.gg\"",
+                "address = \"vault\"",
+                "vault.address",
+            ),
+            (
+                "\"platform/ballchasing\",",
+                "\"../etc\",",
+                "vault.secret_paths[4]",
+            ),
+            (
+                "ceremony_idle_minutes = 10",
+                "ceremony_idle_minutes = 0",
+                "vault.ceremony_idle_minutes",
+            ),
+        ];
+        for (from, to, key) in cases {
+            assert!(EXAMPLE.contains(from), "example lacks {from}");
+            let e = Config::parse("x.toml", &EXAMPLE.replacen(from, to, 1)).expect_err(to);
+            assert_eq!(&e.key, key, "{e}");
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Ops {
     pub vault: Option<Arc<dyn crate::vault::VaultApi>>,
     /// Layer deploys through the Pulumi CLI.
     pub deployer: Arc<crate::deploy::Deployer>,
+    /// The alert engine's state, on the same database.
+    pub alert_store: Arc<dyn crate::alerts::store::AlertStore>,
 }
 
 /// What a command is about to do, which decides how fresh the identity check must be.

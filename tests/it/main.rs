@@ -3,6 +3,7 @@
 //! Tests that need Docker, OpenBao or Postgres fail when those are missing; none skips.
 
 mod alerts;
+mod alerts_e2e;
 mod approvals;
 mod architecture;
 mod cli;

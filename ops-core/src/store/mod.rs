@@ -211,6 +211,35 @@ pub struct Link {
 
 /// Opens (creating a SQLite file if needed) and migrates the store named by `url`.
 pub async fn connect(url: &str, password: Option<&Secret>) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(open(url, password).await?.store())
+}
+
+/// An opened store with its concrete backend, for the parts that need more than [`Store`]
+/// (the alert state store is implemented on the same pools).
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+}
+
+impl Backend {
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Sqlite(s) => s.clone(),
+            Backend::Postgres(p) => p.clone(),
+        }
+    }
+
+    pub fn alerts(&self) -> Arc<dyn crate::alerts::store::AlertStore> {
+        match self {
+            Backend::Sqlite(s) => s.clone(),
+            Backend::Postgres(p) => p.clone(),
+        }
+    }
+}
+
+/// Opens (creating a SQLite file if needed) and migrates the store named by `url`.
+pub async fn open(url: &str, password: Option<&Secret>) -> Result<Backend, StoreError> {
     if url.starts_with("sqlite:") {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::BadUrl(e.to_string()))?
@@ -227,7 +256,7 @@ pub async fn connect(url: &str, password: Option<&Secret>) -> Result<Arc<dyn Sto
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Arc::new(SqliteStore::new(pool)))
+        Ok(Backend::Sqlite(Arc::new(SqliteStore::new(pool))))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let mut opts = PgConnectOptions::from_str(url)
             .map_err(|_| StoreError::BadUrl(redact_url_password(url)))?;
@@ -244,7 +273,7 @@ pub async fn connect(url: &str, password: Option<&Secret>) -> Result<Arc<dyn Sto
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Arc::new(PgStore::new(pool)))
+        Ok(Backend::Postgres(Arc::new(PgStore::new(pool))))
     } else {
         Err(StoreError::BadUrl(
             "expected sqlite:// or postgres://".to_string(),
