@@ -2481,10 +2481,13 @@ impl UnlockExecutor {
     }
 
     fn layer(params: &serde_json::Value) -> Result<String, OpsError> {
-        params["layer"].as_str().map(str::to_string).ok_or_else(|| OpsError {
-            summary: "unlock needs a layer".into(),
-            error_id: crate::ops::new_error_id(),
-        })
+        params["layer"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| OpsError {
+                summary: "unlock needs a layer".into(),
+                error_id: crate::ops::new_error_id(),
+            })
     }
 }
 
@@ -2505,7 +2508,10 @@ impl ActionExecutor for UnlockExecutor {
     async fn execute(&self, params: &serde_json::Value) -> Result<String, OpsError> {
         let layer = Self::layer(params)?;
         match self.deployer.unlock(&layer).await {
-            Ok(Some(l)) => Ok(format!("released the lock of `{layer}` held by {}", l.owner)),
+            Ok(Some(l)) => Ok(format!(
+                "released the lock of `{layer}` held by {}",
+                l.owner
+            )),
             Ok(None) => Ok(format!("`{layer}` was not locked")),
             Err(e) => Err(OpsError {
                 summary: e.to_string(),
