@@ -11,6 +11,7 @@
 #   2. Docker must answer; the node becomes a single-node Swarm manager when it is not one
 #   3. FROM-scratch test images (scripts/build-test-images.sh), Postgres
 #      (scripts/start-postgres.sh, left running on 127.0.0.1:55432 for the next run) and the
+#      sprocket-ops image (scripts/build-image.sh, exported as SPROCKET_OPS_IMAGE: a release
 #      build, several minutes the first time, incremental afterwards)
 #   4. exports SPROCKET_TEST_POSTGRES_URL, SPROCKET_TEST_IMAGE, SPROCKET_TEST_BAO and builds
 #      the bot binary for SPROCKET_OPS_BIN and the `pulumi` stand-in for SPROCKET_TEST_PULUMI
@@ -119,6 +120,10 @@ SPROCKET_TEST_POSTGRES_URL="$(bash "$ROOT/scripts/start-postgres.sh")" ||
     die "scripts/start-postgres.sh failed"
 echo "postgres: $SPROCKET_TEST_POSTGRES_URL"
 
+step "3c. sprocket-ops image"
+bash "$ROOT/scripts/build-image.sh" || die "scripts/build-image.sh failed"
+export SPROCKET_OPS_IMAGE="${SPROCKET_OPS_IMAGE_REPO:-sprocket-ops}:latest"
+echo "SPROCKET_OPS_IMAGE=$SPROCKET_OPS_IMAGE"
 
 # --- 4. environment + bot binary -----------------------------------------------------------
 step "4. build sprocket-ops"

@@ -168,6 +168,7 @@ pub async fn build_ops(
         vault,
         deployer,
         alert_store: backend.alerts(),
+        metrics: Arc::new(ops_core::metrics::Metrics::new()),
         limits: Arc::new(RateLimits::new(
             cfg.limits.commands_per_minute,
             cfg.limits.destructive_per_hour,

@@ -97,6 +97,13 @@ pub enum Command {
         #[arg(long, default_value_t = 64 * 1024 * 1024)]
         max_bytes: usize,
     },
+    /// Check the local health endpoint (the image's HEALTHCHECK): exit 0 when it answers 200
+    /// within 3 s, 1 otherwise. Reads no configuration.
+    Probe {
+        /// The URL to GET (plain http).
+        #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
+        url: String,
+    },
     /// Show the audit log, newest first.
     Audit {
         /// Print JSON, one array of records.
@@ -121,8 +128,12 @@ pub fn parse_age(s: &str) -> Result<i64, String> {
 
 /// Runs a subcommand.
 pub async fn run(cli: &Cli) -> Result<(), Exit> {
+    if let Command::Probe { url } = &cli.command {
+        return crate::health::probe(url).await;
+    }
     let (cfg, perms) = load_config(&cli.config)?;
     match &cli.command {
+        Command::Probe { .. } => Ok(()), // answered above, before any configuration
         Command::Serve => crate::serve::serve(cfg, perms, crate::serve::shutdown_signal()).await,
         Command::CheckConfig => {
             println!(

@@ -19,6 +19,21 @@ pub async fn serve(
 ) -> Result<(), Exit> {
     let secrets = Secrets::resolve(&cfg, true)?;
     let ops = build_ops(&cfg, perms, &secrets).await?;
+    let metrics = Arc::clone(&ops.metrics);
+    let gateway_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    if !cfg.http.listen.is_empty() {
+        let state = crate::health::HealthState::new(
+            Arc::clone(&metrics),
+            Arc::clone(&gateway_ready),
+            Arc::clone(&ops.store),
+        );
+        let addr = crate::health::serve_http(&cfg.http.listen, state, async move {
+            let _ = http_stopped.await;
+        })
+        .await?;
+        tracing::info!(%addr, "serving /healthz and /metrics");
+    }
     let token = secrets
         .discord_token
         .as_ref()
@@ -158,6 +173,7 @@ pub async fn serve(
 
     let mut client = serenity::ClientBuilder::new_with_http(http, serenity::GatewayIntents::GUILDS)
         .framework(framework)
+        .event_handler(crate::health::GatewayHealth::new(Arc::clone(&metrics)))
         .await
         .map_err(|e| {
             Exit::new(
@@ -166,6 +182,7 @@ pub async fn serve(
             )
         })?;
 
+    crate::health::watch_gateway(&client.shard_manager, Arc::clone(&gateway_ready));
     let shard_manager = Arc::clone(&client.shard_manager);
     tokio::spawn(async move {
         shutdown.await;
@@ -175,6 +192,7 @@ pub async fn serve(
             "shutting down: no new commands; waiting for running work"
         );
         let _ = alerts_tx.send(true);
+        let _ = stop_http.send(());
         let left = inflight.close_and_wait(grace).await;
         if left > 0 {
             tracing::warn!(left, "grace period over: closing with work still running");

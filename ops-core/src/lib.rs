@@ -12,6 +12,7 @@ pub mod github;
 pub mod identity;
 pub mod layers;
 pub mod limits;
+pub mod metrics;
 pub mod ops;
 pub mod permissions;
 pub mod pulumi;

@@ -34,6 +34,8 @@ pub struct Ops {
     pub deployer: Arc<crate::deploy::Deployer>,
     /// The alert engine's state, on the same database.
     pub alert_store: Arc<dyn crate::alerts::store::AlertStore>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What a command is about to do, which decides how fresh the identity check must be.
@@ -216,6 +218,10 @@ impl Ops {
             error_id,
             duration_ms: started.elapsed().as_millis() as i64,
         };
+        self.metrics.command(command, outcome.as_str());
+        if command.starts_with("approval.") {
+            self.metrics.approval(outcome.as_str());
+        }
         if let Err(e) = self.store.append_audit(&entry).await {
             tracing::error!(command, error = %self.redactor.redact(&e.to_string()), "audit append failed");
         }

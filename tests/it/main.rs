@@ -11,6 +11,7 @@ mod deploy_e2e;
 mod discord_e2e;
 mod fake_discord_selftest;
 mod github;
+mod image;
 mod pulumi;
 mod reliability;
 mod store;

@@ -1,0 +1,763 @@
+//! The container image (Dockerfile + `scripts/build-image.sh`) and the deploy files: the image
+//! prints its version, is configured as documented (non-root, HEALTHCHECK through `probe`, no
+//! shell needed), resolves names through glibc's NSS in an otherwise empty filesystem, and runs
+//! as a Swarm service that connects to (the fake) Discord, turns healthy and answers `/healthz`.
+//!
+//! The image is built ONCE per test process: `scripts/test.sh` builds it before `cargo test`
+//! and exports `SPROCKET_OPS_IMAGE`; without that variable the first test here runs
+//! `bash scripts/build-image.sh` (a release build: several minutes the first time on 2 cores,
+//! incremental afterwards; the script itself serialises concurrent runs with a file lock).
+//!
+//! The Swarm service uses the `host` network, because the fake Discord listens on 127.0.0.1 of
+//! this process; it reaches it by the name `fake-discord.test` (an extra `/etc/hosts` entry of
+//! the service), so the bot's own name resolution is exercised. Services, configs, secrets,
+//! containers and networks made here carry `sprocket-ops.test=<run id>` and are removed when
+//! the test ends, passed or failed.
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bollard::models::{
+    HealthConfig, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile,
+    TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum, TaskState,
+};
+use bollard::query_parameters::{ListConfigsOptionsBuilder, ListSecretsOptionsBuilder};
+use sprocket_ops_tests::env;
+use sprocket_ops_tests::fake_discord::FakeDiscord;
+use sprocket_ops_tests::swarm::{TestSwarm, CREATED_LABEL, STALE_AFTER, TEST_LABEL};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Set by `scripts/test.sh` to the image it built (`sprocket-ops:latest`).
+const IMAGE_VAR: &str = "SPROCKET_OPS_IMAGE";
+/// What `scripts/build-image.sh` tags.
+const DEFAULT_IMAGE: &str = "sprocket-ops:latest";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The image's own HEALTHCHECK (Dockerfile).
+const IMAGE_HEALTHCHECK: [&str; 5] = [
+    "CMD",
+    "/sprocket-ops",
+    "probe",
+    "--url",
+    "http://127.0.0.1:9464/healthz",
+];
+/// The four Docker secrets of deploy/sprocket-ops.stack.yml, by their file name in /run/secrets.
+const SECRETS: [&str; 4] = [
+    "discord_token",
+    "github_token",
+    "vault_token",
+    "pulumi_passphrase",
+];
+
+/// The image under test, built at most once per process (see the module documentation).
+fn image() -> String {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let prebuilt = std::env::var(IMAGE_VAR)
+                .ok()
+                .filter(|v| !v.trim().is_empty());
+            let image = match prebuilt {
+                Some(image) => image,
+                None => {
+                    let started = Instant::now();
+                    eprintln!(
+                        "{IMAGE_VAR} is not set: building the image with scripts/build-image.sh \
+                         (the first release build takes several minutes)"
+                    );
+                    let out = Command::new("bash")
+                        .arg("scripts/build-image.sh")
+                        .current_dir(env::workspace_root())
+                        .output()
+                        .unwrap_or_else(|e| panic!("cannot run bash scripts/build-image.sh: {e}"));
+                    if !out.status.success() {
+                        panic!(
+                            "bash scripts/build-image.sh failed ({}):\n{}\n{}",
+                            out.status,
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
+                    eprintln!(
+                        "{}built in {} s",
+                        String::from_utf8_lossy(&out.stdout),
+                        started.elapsed().as_secs()
+                    );
+                    DEFAULT_IMAGE.to_string()
+                }
+            };
+            let out = docker(&["image", "inspect", "--format", "{{.Id}}", &image]);
+            assert!(
+                out.status.success(),
+                "image {image} does not exist ({}): build it with `bash scripts/build-image.sh` \
+                 (scripts/test.sh does)",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            image
+        })
+        .clone()
+}
+
+/// `docker <args>` (argv, no shell).
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `docker {}`: {e}", args.join(" ")))
+}
+
+/// `docker <args>`, which must succeed; its stdout, trimmed.
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "`docker {}` failed ({}): {}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes what a test created (in reverse order) when dropped, through the Docker CLI, so it
+/// also works while a failed test unwinds. Each entry is the argv of a removal command.
+#[derive(Default)]
+struct Cleanup(Vec<Vec<String>>);
+
+impl Cleanup {
+    fn push(&mut self, args: &[&str]) {
+        self.0.push(args.iter().map(|s| s.to_string()).collect());
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        while let Some(args) = self.0.pop() {
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            // A service must be gone before its configs and secrets can be removed.
+            for attempt in 0..20 {
+                let out = docker(&argv);
+                let err = String::from_utf8_lossy(&out.stderr);
+                if out.status.success() || err.contains("not found") || err.contains("No such") {
+                    break;
+                }
+                if attempt == 19 {
+                    eprintln!(
+                        "image test cleanup: `docker {}`: {}",
+                        argv.join(" "),
+                        err.trim()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+}
+
+/// The name of something this test run creates.
+fn resource_name(what: &str) -> String {
+    format!("sprocket-ops-it-{}-{what}", env::run_id())
+}
+
+fn test_labels() -> HashMap<String, String> {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    HashMap::from([
+        (TEST_LABEL.to_string(), env::run_id()),
+        (CREATED_LABEL.to_string(), created.to_string()),
+    ])
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: the service binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// GET `http://127.0.0.1:{port}{path}`: (status, body).
+async fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut raw)).await??;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP answer: {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
+    Ok((status, body.to_string()))
+}
+
+#[test]
+fn image_prints_its_version_and_is_configured_as_documented() {
+    let image = image();
+    let out = docker(&["run", "--rm", &image, "--version"]);
+    assert!(
+        out.status.success(),
+        "docker run {image} --version: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("sprocket-ops {VERSION}")
+    );
+
+    let config: serde_json::Value = serde_json::from_str(&docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config}}",
+        &image,
+    ]))
+    .expect("image config JSON");
+    assert_eq!(config["User"], "10001:10001", "{config:#}");
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/sprocket-ops"]));
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["serve", "--config", "/etc/sprocket-ops/sprocket-ops.toml"])
+    );
+    assert_eq!(
+        config["Healthcheck"]["Test"],
+        serde_json::json!(IMAGE_HEALTHCHECK),
+        "exec form: the image has no shell"
+    );
+    assert!(
+        config["ExposedPorts"].get("9464/tcp").is_some(),
+        "{config:#}"
+    );
+    assert_eq!(
+        config["Labels"]["org.opencontainers.image.version"],
+        VERSION
+    );
+    assert_eq!(
+        config["Labels"]["org.opencontainers.image.title"],
+        "sprocket-ops"
+    );
+
+    let bytes: u64 = docker_ok(&["image", "inspect", "--format", "{{.Size}}", &image])
+        .parse()
+        .expect("image size");
+    eprintln!("{image}: {:.1} MB", bytes as f64 / 1e6);
+    assert!(
+        bytes < 120_000_000,
+        "a scratch image of one binary should stay small, not {bytes} bytes"
+    );
+
+    // The CLI works without a config file for what needs none, and fails cleanly when the
+    // config the default CMD names is missing (exit 64, one line).
+    let out = docker(&["run", "--rm", &image]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/etc/sprocket-ops/sprocket-ops.toml"),
+        "the error names the file: {err}"
+    );
+}
+
+#[test]
+fn image_resolves_names_through_nss_in_a_scratch_filesystem() {
+    let image = image();
+    let target_image = env::test_image("main");
+    let network = resource_name("dns");
+    let target = resource_name("dns-target");
+    let mut cleanup = Cleanup::default();
+    let run = env::run_id();
+    docker_ok(&[
+        "network",
+        "create",
+        "--label",
+        &format!("{TEST_LABEL}={run}"),
+        &network,
+    ]);
+    cleanup.push(&["network", "rm", &network]);
+    docker_ok(&[
+        "run",
+        "--detach",
+        "--init",
+        "--name",
+        &target,
+        "--network",
+        &network,
+        "--label",
+        &format!("{TEST_LABEL}={run}"),
+        &target_image,
+    ]);
+    cleanup.push(&["rm", "--force", &target]);
+
+    // Docker's embedded DNS (127.0.0.11, glibc's `dns` source) resolves the container name.
+    let url = format!("http://{target}:8080/health");
+    let mut last = None;
+    for _ in 0..40 {
+        let out = docker(&[
+            "run",
+            "--rm",
+            "--network",
+            &network,
+            &image,
+            "probe",
+            "--url",
+            &url,
+        ]);
+        if out.status.success() {
+            last = None;
+            break;
+        }
+        last = Some(out);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    if let Some(out) = last {
+        panic!(
+            "probe {url} from the image failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // /etc/hosts (`--add-host`, glibc's `files` source) resolves too; here to the same target.
+    let ip = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &target,
+    ]);
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &network,
+        "--add-host",
+        &format!("svc.sprocket-ops.test:{ip}"),
+        &image,
+        "probe",
+        "--url",
+        "http://svc.sprocket-ops.test:8080/health",
+    ]);
+    assert!(
+        out.status.success(),
+        "probe through --add-host failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // An unresolvable name is a probe failure (exit 1, Docker's "unhealthy"), not a hang.
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &network,
+        &image,
+        "probe",
+        "--url",
+        "http://no-such-host.invalid:8080/health",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_runs_as_a_swarm_service_that_turns_healthy() {
+    let image = tokio::task::spawn_blocking(image)
+        .await
+        .expect("image build");
+    let swarm = TestSwarm::connect().await;
+    let discord = FakeDiscord::start().await;
+    for (id, name) in [(2001, "alerts"), (2002, "approvals"), (2003, "audit")] {
+        discord.add_channel(id, name);
+    }
+    let discord_port = discord
+        .api_base_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("fake Discord port");
+    let http_port = free_port();
+
+    // The deploy config, pointed at this test's Discord and ports (so the deploy file is what
+    // the container validates and runs, secrets from /run/secrets included).
+    let root = env::workspace_root();
+    let deploy = std::fs::read_to_string(root.join("deploy/sprocket-ops.toml"))
+        .expect("deploy/sprocket-ops.toml");
+    let mut cfg: toml::Table = toml::from_str(&deploy).expect("deploy config is TOML");
+    let set = |cfg: &mut toml::Table, section: &str, key: &str, value: toml::Value| {
+        cfg.get_mut(section)
+            .and_then(toml::Value::as_table_mut)
+            .unwrap_or_else(|| panic!("deploy config has no [{section}]"))
+            .insert(key.to_string(), value);
+    };
+    set(
+        &mut cfg,
+        "discord",
+        "api_base_url",
+        format!("http://fake-discord.test:{discord_port}").into(),
+    );
+    set(
+        &mut cfg,
+        "discord",
+        "guild_id",
+        (FakeDiscord::GUILD_ID as i64).into(),
+    );
+    set(
+        &mut cfg,
+        "http",
+        "listen",
+        format!("127.0.0.1:{http_port}").into(),
+    );
+    // No engine and no Vault in this test: addresses that fail at once, never a DNS lookup.
+    set(&mut cfg, "docker", "host", "tcp://127.0.0.1:9".into());
+    set(&mut cfg, "vault", "address", "http://127.0.0.1:9".into());
+    let config_text = toml::to_string(&cfg).expect("config TOML");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let run = env::run_id();
+    remove_stale_configs_and_secrets(&swarm).await;
+    let labels = test_labels();
+    let label_args: Vec<String> = labels
+        .iter()
+        .flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")])
+        .collect();
+    let create = |kind: &str, name: &str, path: &str| -> String {
+        let mut args: Vec<&str> = vec![kind, "create"];
+        args.extend(label_args.iter().map(String::as_str));
+        args.extend([name, path]);
+        docker_ok(&args)
+    };
+    let mut cleanup = Cleanup::default();
+    let service = resource_name("svc");
+    // Removal order is the reverse of this: the service first, then its configs and secrets.
+    let mut configs = Vec::new();
+    for (file, text) in [
+        ("sprocket-ops.toml", config_text),
+        (
+            "permissions.toml",
+            std::fs::read_to_string(root.join("permissions.toml")).expect("permissions.toml"),
+        ),
+    ] {
+        let name = resource_name(&file.replace('.', "-"));
+        let path = write(file, &text);
+        let id = create("config", &name, &path);
+        cleanup.push(&["config", "rm", &name]);
+        configs.push(TaskSpecContainerSpecConfigs {
+            file: Some(TaskSpecContainerSpecFile1 {
+                name: Some(format!("/etc/sprocket-ops/{file}")),
+                uid: Some("0".into()),
+                gid: Some("0".into()),
+                mode: Some(0o444),
+            }),
+            config_id: Some(id),
+            config_name: Some(name),
+            ..Default::default()
+        });
+    }
+    let mut secrets = Vec::new();
+    for target in SECRETS {
+        let name = resource_name(&target.replace('_', "-"));
+        let value = match target {
+            "discord_token" => "test-discord-token",
+            _ => "not-used-in-this-test",
+        };
+        let path = write(target, value);
+        let id = create("secret", &name, &path);
+        cleanup.push(&["secret", "rm", &name]);
+        secrets.push(TaskSpecContainerSpecSecrets {
+            file: Some(TaskSpecContainerSpecFile {
+                name: Some(target.to_string()),
+                uid: Some("0".into()),
+                gid: Some("0".into()),
+                mode: Some(0o444),
+            }),
+            secret_id: Some(id),
+            secret_name: Some(name),
+        });
+    }
+
+    let second = 1_000_000_000i64;
+    let spec = ServiceSpec {
+        name: Some(service.clone()),
+        labels: Some(labels.clone()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(image.clone()),
+                labels: Some(HashMap::from([(TEST_LABEL.to_string(), run.clone())])),
+                // The image's CMD: serve --config /etc/sprocket-ops/sprocket-ops.toml.
+                hosts: Some(vec!["127.0.0.1 fake-discord.test".to_string()]),
+                configs: Some(configs),
+                secrets: Some(secrets),
+                init: Some(true),
+                stop_grace_period: Some(10 * second),
+                // The image's HEALTHCHECK, on this test's port and checked every second.
+                health_check: Some(HealthConfig {
+                    test: Some(
+                        [
+                            "CMD",
+                            "/sprocket-ops",
+                            "probe",
+                            "--url",
+                            &format!("http://127.0.0.1:{http_port}/healthz"),
+                        ]
+                        .map(String::from)
+                        .to_vec(),
+                    ),
+                    interval: Some(second),
+                    timeout: Some(5 * second),
+                    retries: Some(3),
+                    start_period: Some(0),
+                    start_interval: None,
+                }),
+                ..Default::default()
+            }),
+            // The fake Discord listens on this host's 127.0.0.1.
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some("host".into()),
+                ..Default::default()
+            }]),
+            // A crash shows as a failed task (and its logs), not as a restart loop.
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    swarm
+        .docker()
+        .create_service(spec, None)
+        .await
+        .unwrap_or_else(|e| panic!("creating service {service}: {e}"));
+    cleanup.push(&["service", "rm", &service]);
+
+    let diagnose = |why: String| -> String {
+        let ps = docker(&["service", "ps", "--no-trunc", &service]);
+        let logs = docker(&["service", "logs", "--raw", "--tail", "60", &service]);
+        format!(
+            "{why}\n--- docker service ps ---\n{}\n--- docker service logs ---\n{}{}",
+            String::from_utf8_lossy(&ps.stdout),
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr),
+        )
+    };
+
+    // The bot in the container connects to the fake Discord (by name) and registers commands;
+    // a task that fails first (a config it rejects, a crash) ends the wait at once.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if discord
+            .wait_commands_registered(Duration::from_secs(1))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        let tasks = swarm.tasks(&service).await.expect("tasks");
+        if tasks.iter().any(task_ended) || Instant::now() > deadline {
+            panic!(
+                "{}",
+                diagnose("the containerised bot did not register its commands".into())
+            );
+        }
+    }
+
+    // Swarm reports the task RUNNING only once its container is healthy.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let container_id = loop {
+        let tasks = swarm.tasks(&service).await.expect("tasks");
+        let running = tasks.iter().find_map(|t| {
+            let status = t.status.as_ref()?;
+            (status.state == Some(TaskState::RUNNING))
+                .then(|| status.container_status.as_ref()?.container_id.clone())
+                .flatten()
+        });
+        if let Some(id) = running {
+            break id;
+        }
+        if tasks.iter().any(task_ended) || Instant::now() > deadline {
+            panic!(
+                "{}",
+                diagnose("the task did not become RUNNING (healthy)".into())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let health: serde_json::Value = serde_json::from_str(&docker_ok(&[
+        "inspect",
+        "--format",
+        "{{json .State.Health}}",
+        &container_id,
+    ]))
+    .expect("health JSON");
+    assert_eq!(health["Status"], "healthy", "{health:#}");
+    let last_probe = health["Log"]
+        .as_array()
+        .and_then(|l| l.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last_probe["ExitCode"], 0, "{health:#}");
+
+    // The process runs as the image's user, not root.
+    let pid = docker_ok(&["inspect", "--format", "{{.State.Pid}}", &container_id]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("Uid line");
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "10001"),
+        "{uid_line}"
+    );
+
+    // The endpoint itself, from outside the container.
+    let (status, body) = http_get(http_port, "/healthz").await.expect("GET /healthz");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("healthz JSON");
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["version"], VERSION);
+    assert_eq!(v["checks"]["gateway"], "ok");
+    assert_eq!(v["checks"]["store"], "ok");
+    let (status, metrics) = http_get(http_port, "/metrics").await.expect("GET /metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("sprocket_ops_gateway_connected 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "sprocket_ops_build_info{{version=\"{VERSION}\"}} 1"
+    )));
+    assert_eq!(
+        http_get(http_port, "/nope").await.expect("GET /nope").0,
+        404
+    );
+    discord.assert_no_violations();
+
+    drop(cleanup);
+    let gone = docker(&["service", "inspect", &service]);
+    assert!(!gone.status.success(), "the service was removed");
+}
+
+/// Removes the configs and secrets of crashed runs: labelled by a test, created more than
+/// [`STALE_AFTER`] ago. (Docker refuses to remove one a service still uses.)
+async fn remove_stale_configs_and_secrets(swarm: &TestSwarm) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let stale = |labels: Option<&HashMap<String, String>>| {
+        labels
+            .and_then(|l| l.get(CREATED_LABEL))
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|t| now.saturating_sub(t) > STALE_AFTER.as_secs())
+    };
+    let filters = HashMap::from([("label", vec![CREATED_LABEL])]);
+    let docker = swarm.docker();
+    let configs = docker
+        .list_configs(Some(
+            ListConfigsOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .unwrap_or_default();
+    for c in configs {
+        if stale(c.spec.as_ref().and_then(|s| s.labels.as_ref())) {
+            if let Some(id) = c.id {
+                let _ = docker.delete_config(&id).await;
+            }
+        }
+    }
+    let secrets = docker
+        .list_secrets(Some(
+            ListSecretsOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .unwrap_or_default();
+    for s in secrets {
+        if stale(s.spec.as_ref().and_then(|s| s.labels.as_ref())) {
+            if let Some(id) = s.id {
+                let _ = docker.delete_secret(&id).await;
+            }
+        }
+    }
+}
+
+/// The task stopped for good (its restart policy is `none`).
+fn task_ended(t: &bollard::models::Task) -> bool {
+    matches!(
+        t.status.as_ref().and_then(|s| s.state),
+        Some(TaskState::FAILED | TaskState::REJECTED | TaskState::COMPLETE | TaskState::SHUTDOWN)
+    )
+}
+
+/// deploy/sprocket-ops.toml is a valid config and agrees with the stack file: its secrets are
+/// the stack's secret targets, its Docker host is the stack's proxy, its database is on /data.
+#[test]
+fn image_deploy_config_matches_the_stack() {
+    let root = env::workspace_root();
+    let text = std::fs::read_to_string(root.join("deploy/sprocket-ops.toml")).expect("toml");
+    let cfg = ops_core::config::Config::parse("deploy/sprocket-ops.toml", &text)
+        .unwrap_or_else(|e| panic!("deploy/sprocket-ops.toml is invalid: {e}"));
+    let stack = std::fs::read_to_string(root.join("deploy/sprocket-ops.stack.yml")).expect("yml");
+    assert_eq!(cfg.docker.host, "tcp://socket-proxy:2375");
+    assert!(
+        stack.contains("\n  socket-proxy:\n"),
+        "the stack has the proxy service"
+    );
+    assert!(cfg.database.url.starts_with("sqlite:///data/"));
+    assert!(stack.contains("sprocket-ops-data:/data"));
+    for target in SECRETS {
+        assert!(
+            text.contains(&format!("{{ file = \"/run/secrets/{target}\" }}")),
+            "the config reads /run/secrets/{target}"
+        );
+        assert!(
+            stack.contains(&format!("target: {target}\n")),
+            "the stack mounts the secret {target}"
+        );
+    }
+    assert!(stack.contains("target: /etc/sprocket-ops/sprocket-ops.toml"));
+    assert!(stack.contains("target: /etc/sprocket-ops/permissions.toml"));
+    assert_eq!(
+        cfg.permissions_file,
+        std::path::Path::new("permissions.toml")
+    );
+    // The port the image's HEALTHCHECK probes.
+    assert!(cfg.http.listen.ends_with(":9464"), "{}", cfg.http.listen);
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let healthcheck = format!(
+        "CMD [{}]",
+        IMAGE_HEALTHCHECK[1..]
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(
+        dockerfile.contains(&healthcheck),
+        "Dockerfile: {healthcheck}"
+    );
+    assert!(stack.contains(&format!(
+        "test: [{}]",
+        IMAGE_HEALTHCHECK
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )));
+}
