@@ -44,9 +44,10 @@ fn write_project(dir: &Path, services: &[&ServiceGuard], knobs: serde_json::Valu
     std::fs::write(dir.join("standin.json"), spec.to_string()).unwrap();
 }
 
-async fn setup(knobs: serde_json::Value) -> (TestSwarm, Vec<ServiceGuard>, TestBot) {
+async fn setup(test: &str, knobs: serde_json::Value) -> (TestSwarm, Vec<ServiceGuard>, TestBot) {
     let swarm = TestSwarm::connect().await;
-    let label = format!("sprocket.deploy-e2e.{}", env::run_id());
+    // A label of this test's own: concurrent tests never see each other's services.
+    let label = format!("sprocket.deploy-e2e.{}.{test}", env::run_id());
     let mut guards = Vec::new();
     for _ in 0..2 {
         guards.push(
@@ -80,7 +81,7 @@ fn deploy_opts(tag: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_platform_image_v2_sets_the_tag_applies_verifies_and_reports() {
-    let (_swarm, guards, bot) = setup(json!({})).await;
+    let (_swarm, guards, bot) = setup("v2", json!({})).await;
     let dev = bot.person("dana", &["deployer"]).await;
     let r = bot
         .discord
@@ -129,7 +130,7 @@ async fn deploy_platform_image_v2_sets_the_tag_applies_verifies_and_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_deploy_of_the_same_layer_is_refused_naming_the_holder() {
-    let (_swarm, _guards, bot) = setup(json!({ "step_delay_ms": 1500 })).await;
+    let (_swarm, _guards, bot) = setup("lock", json!({ "step_delay_ms": 1500 })).await;
     let dev = bot.person("dana", &["deployer"]).await;
     let other = bot.person("otto", &["deployer"]).await;
     let first = bot.discord.invoke(&dev, "deploy", deploy_opts("v2")).await;
@@ -163,7 +164,7 @@ async fn a_second_deploy_of_the_same_layer_is_refused_naming_the_holder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_arguments_are_refused_before_any_process_starts() {
-    let (_swarm, _guards, bot) = setup(json!({})).await;
+    let (_swarm, _guards, bot) = setup("inject", json!({})).await;
     let dev = bot.person("dana", &["deployer"]).await;
     for tag in ["--yes", ";rm -rf /", "$(id)", "v2 --stack other", "a\nb"] {
         let r = bot

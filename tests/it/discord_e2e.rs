@@ -115,6 +115,8 @@ fn sample_options(command: &str, service: &str) -> serde_json::Value {
         "rollback" => {
             json!([{ "name": "service", "type": 1, "options": [{ "name": "name", "value": service }] }])
         }
+        "cancel" | "unlock" | "history" => json!([{ "name": "layer", "value": "platform" }]),
+        "deploy" => json!([{ "name": "layer_2", "type": 1, "options": [] }]),
         c if c.starts_with("vault_") => {
             json!([{ "name": c.trim_start_matches("vault_"), "type": 1, "options": [] }])
         }

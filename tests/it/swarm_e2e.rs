@@ -296,6 +296,10 @@ async fn scale_to_zero_waits_for_a_second_engineer_never_the_requester() {
         posted.custom_ids().is_empty(),
         "decided requests have no buttons"
     );
+    bot.discord
+        .wait_channel_message(AUDIT, |m| m.text().contains("executed"), T)
+        .await
+        .expect("the execution is announced in the audit channel");
     let audit = bot.discord.channel_messages(AUDIT).await;
     let lines: Vec<String> = audit.iter().map(|m| m.text()).collect();
     assert!(
