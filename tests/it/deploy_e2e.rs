@@ -130,7 +130,7 @@ async fn deploy_platform_image_v2_sets_the_tag_applies_verifies_and_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_deploy_of_the_same_layer_is_refused_naming_the_holder() {
-    let (_swarm, _guards, bot) = setup("lock", json!({ "step_delay_ms": 1500 })).await;
+    let (_swarm, _guards, bot) = setup("lock", json!({ "step_delay_ms": 6000 })).await;
     let dev = bot.person("dana", &["deployer"]).await;
     let other = bot.person("otto", &["deployer"]).await;
     let first = bot.discord.invoke(&dev, "deploy", deploy_opts("v2")).await;
