@@ -149,6 +149,10 @@ alerts_channel_id = 2
 approvals_channel_id = 3
 audit_channel_id = 4
 
+[docker]
+# A label no other test or process uses: only this fixture's named services are the layer.
+layer_label = "sprocket.pulumi-test.{run}"
+
 [pulumi]
 binary = {binary:?}
 lock_ttl_secs = 3600
@@ -161,6 +165,7 @@ services = [{web:?}, {api:?}]
 timeout_secs = 120
 "#,
             binary = pulumi_standin().display().to_string(),
+            run = env::run_id(),
             dir = dir.path().display().to_string(),
             web = web.name(),
             api = api.name(),

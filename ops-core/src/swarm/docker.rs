@@ -58,15 +58,16 @@ impl DockerSwarm {
 
     /// A client with a negotiated API version, created on first use and kept after success.
     pub async fn client(&self) -> Result<Docker, SwarmError> {
-        let mut guard = self.client.lock().await;
-        if let Some(c) = guard.as_ref() {
+        if let Some(c) = self.client.lock().await.as_ref() {
             return Ok(c.clone());
         }
+        // Negotiate without holding the lock: while the engine stalls, concurrent callers each
+        // wait for their own timeout instead of queueing behind one another.
         let docker = connect(&self.host, self.timeout_secs)?
             .negotiate_version()
             .await
             .map_err(map_err)?;
-        *guard = Some(docker.clone());
+        *self.client.lock().await = Some(docker.clone());
         Ok(docker)
     }
 
