@@ -17,6 +17,6 @@ mod reliability;
 mod store;
 mod swarm_e2e;
 mod swarm_fixture;
-mod vault_e2e;
 mod swarm_ops;
 mod vault;
+mod vault_e2e;
