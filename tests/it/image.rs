@@ -3,10 +3,10 @@
 //! shell needed), resolves names through glibc's NSS in an otherwise empty filesystem, and runs
 //! as a Swarm service that connects to (the fake) Discord, turns healthy and answers `/healthz`.
 //!
-//! The image is built ONCE per test process: `scripts/test.sh` builds it before `cargo test`
-//! and exports `SPROCKET_OPS_IMAGE`; without that variable the first test here runs
-//! `bash scripts/build-image.sh` (a release build: several minutes the first time on 2 cores,
-//! incremental afterwards; the script itself serialises concurrent runs with a file lock).
+//! The image is built by `scripts/test.sh` before `cargo test` (`bash scripts/build-image.sh`:
+//! a release build, several minutes the first time on 2 cores, incremental afterwards), which
+//! exports `SPROCKET_OPS_IMAGE`; without it the tests use `sprocket-ops:latest` and fail, naming
+//! the script, when that image does not exist. They never build it themselves.
 //!
 //! The Swarm service uses the `host` network, because the fake Discord listens on 127.0.0.1 of
 //! this process; it reaches it by the name `fake-discord.test` (an extra `/etc/hosts` entry of
@@ -60,35 +60,8 @@ fn image() -> String {
             let prebuilt = std::env::var(IMAGE_VAR)
                 .ok()
                 .filter(|v| !v.trim().is_empty());
-            let image = match prebuilt {
-                Some(image) => image,
-                None => {
-                    let started = Instant::now();
-                    eprintln!(
-                        "{IMAGE_VAR} is not set: building the image with scripts/build-image.sh \
-                         (the first release build takes several minutes)"
-                    );
-                    let out = Command::new("bash")
-                        .arg("scripts/build-image.sh")
-                        .current_dir(env::workspace_root())
-                        .output()
-                        .unwrap_or_else(|e| panic!("cannot run bash scripts/build-image.sh: {e}"));
-                    if !out.status.success() {
-                        panic!(
-                            "bash scripts/build-image.sh failed ({}):\n{}\n{}",
-                            out.status,
-                            String::from_utf8_lossy(&out.stdout),
-                            String::from_utf8_lossy(&out.stderr)
-                        );
-                    }
-                    eprintln!(
-                        "{}built in {} s",
-                        String::from_utf8_lossy(&out.stdout),
-                        started.elapsed().as_secs()
-                    );
-                    DEFAULT_IMAGE.to_string()
-                }
-            };
+            // Built by scripts/test.sh (step 3c); the test never starts a shell itself.
+            let image = prebuilt.unwrap_or_else(|| DEFAULT_IMAGE.to_string());
             let out = docker(&["image", "inspect", "--format", "{{.Id}}", &image]);
             assert!(
                 out.status.success(),
