@@ -251,27 +251,13 @@ async fn alerts_store_on_sqlite() {
 
 #[tokio::test]
 async fn alerts_store_on_postgres() {
-    let base = env::postgres_url();
-    let schema = format!(
-        "alerts_{}_{}",
-        env::run_id().replace('-', "_"),
-        std::process::id()
-    );
-    let admin = sqlx::PgPool::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let schema = env::PgSchema::create("alerts").await;
+    let url = schema.url.clone();
     store::connect(&url, None).await.unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     persistence_suite(&PgStore::new(pool.clone())).await;
     pool.close().await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    schema.drop().await;
 }
 
 // ---------------------------------------------------------------------------------------

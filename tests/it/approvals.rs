@@ -354,20 +354,8 @@ async fn approvals_on_sqlite() {
 
 #[tokio::test]
 async fn approvals_on_postgres() {
-    let base = env::postgres_url();
-    let schema = format!(
-        "a_{}",
-        env::run_id().replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-    );
-    let admin = sqlx::PgPool::connect(&base)
-        .await
-        .expect("Postgres from scripts/test.sh is reachable");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let schema = env::PgSchema::create("a").await;
+    let url = schema.url.clone();
     let store = store::connect(&url, None).await.unwrap();
     let raw = url.clone();
     suite(fixture(store), async move |id: &str| {
@@ -379,8 +367,5 @@ async fn approvals_on_postgres() {
             .unwrap();
     })
     .await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    schema.drop().await;
 }

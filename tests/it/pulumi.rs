@@ -9,7 +9,6 @@
 //! starts, redaction of the CLI's stderr, and the deploy tables on SQLite and Postgres.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,11 +68,7 @@ enum Backend {
     Postgres,
 }
 
-/// A Postgres schema of its own, dropped by [`Fixture::finish`].
-struct PgSchema {
-    admin: sqlx::PgPool,
-    name: String,
-}
+use sprocket_ops_tests::env::PgSchema;
 
 async fn open_store(backend: Backend, dir: &std::path::Path) -> (Arc<dyn Store>, Option<PgSchema>) {
     match backend {
@@ -82,25 +77,11 @@ async fn open_store(backend: Backend, dir: &std::path::Path) -> (Arc<dyn Store>,
             (store::connect(&url, None).await.unwrap(), None)
         }
         Backend::Postgres => {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let base = env::postgres_url();
-            let name = format!(
-                "deploy_{}_{}",
-                env::run_id().replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
-                N.fetch_add(1, Ordering::SeqCst)
-            );
-            let admin = sqlx::PgPool::connect(&base)
-                .await
-                .expect("Postgres from scripts/test.sh is reachable");
-            sqlx::query(&format!("CREATE SCHEMA {name}"))
-                .execute(&admin)
-                .await
-                .unwrap();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+            let schema = env::PgSchema::create("deploy").await;
+            let url = schema.url.clone();
             let store = store::connect(&url, None).await.unwrap();
             assert_eq!(store.backend(), "postgres");
-            (store, Some(PgSchema { admin, name }))
+            (store, Some(schema))
         }
     }
 }
@@ -243,11 +224,8 @@ timeout_secs = 120
     }
 
     async fn finish(self) {
-        if let Some(pg) = &self.pg {
-            sqlx::query(&format!("DROP SCHEMA {} CASCADE", pg.name))
-                .execute(&pg.admin)
-                .await
-                .unwrap();
+        if let Some(pg) = self.pg {
+            pg.drop().await;
         }
     }
 }
@@ -1050,10 +1028,7 @@ async fn deploy_tables_on_sqlite_and_postgres() {
         let (s, pg) = open_store(backend, dir.path()).await;
         deploy_store_suite(s).await;
         if let Some(pg) = pg {
-            sqlx::query(&format!("DROP SCHEMA {} CASCADE", pg.name))
-                .execute(&pg.admin)
-                .await
-                .unwrap();
+            pg.drop().await;
         }
     }
 }

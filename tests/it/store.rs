@@ -144,20 +144,8 @@ async fn store_suite_on_sqlite_file() {
 
 #[tokio::test]
 async fn store_suite_on_postgres() {
-    let base = env::postgres_url();
-    let schema = format!(
-        "t_{}",
-        env::run_id().replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-    );
-    let admin = sqlx::PgPool::connect(&base)
-        .await
-        .expect("Postgres from scripts/test.sh is reachable");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let schema = env::PgSchema::create("t").await;
+    let url = schema.url.clone();
     let store = store::connect(&url, None).await.unwrap();
     assert_eq!(store.backend(), "postgres");
     let raw_url = url.clone();
@@ -172,10 +160,7 @@ async fn store_suite_on_postgres() {
             .map_err(|e| e.to_string())
     })
     .await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    schema.drop().await;
 }
 
 #[tokio::test]

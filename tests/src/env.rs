@@ -218,3 +218,42 @@ mod tests {
         assert!(shared_dir().ends_with("../shared"));
     }
 }
+
+/// A Postgres schema of one test's own on the server `scripts/test.sh` started: `url` puts it
+/// first on the search path, so migrations and queries land there and runs never see each
+/// other's rows. [`PgSchema::drop`] removes it.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+    admin: sqlx::PgPool,
+}
+
+impl PgSchema {
+    /// Creates `<prefix>_<run id>_<n>` (panics when Postgres is missing: tests never skip).
+    pub async fn create(prefix: &str) -> PgSchema {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let base = postgres_url();
+        let name = format!(
+            "{prefix}_{}_{}",
+            run_id().replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let admin = sqlx::PgPool::connect(&base)
+            .await
+            .expect("Postgres from scripts/test.sh is reachable");
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&admin)
+            .await
+            .expect("create the test schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+        PgSchema { url, name, admin }
+    }
+
+    pub async fn drop(self) {
+        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .execute(&self.admin)
+            .await
+            .expect("drop the test schema");
+    }
+}
