@@ -595,6 +595,8 @@ async fn cancel_interrupts_pulumi_gracefully_after_the_step_in_flight() {
     .await;
     let started = Instant::now();
     assert!(f.deployer.cancel("platform").await.unwrap());
+    // A second cancel (an impatient click) must not become pulumi's "terminate at once".
+    assert!(f.deployer.cancel("platform").await.unwrap());
     let e = task.await.unwrap().unwrap_err();
     eprintln!(
         "cancelled deploy ended {:?} after the cancel",

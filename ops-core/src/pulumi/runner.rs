@@ -192,10 +192,16 @@ impl PulumiRunner {
                     kill_at = Some(tokio::time::Instant::now() + self.grace);
                 }
                 _ = registration.cancel.notified() => {
-                    tracing::warn!(layer = %stack.layer, command, "pulumi cancel requested: interrupting");
-                    interrupted.get_or_insert(Interrupt::Cancel);
-                    signal(pgid, Signal::SIGINT);
-                    kill_at.get_or_insert(tokio::time::Instant::now() + self.grace);
+                    // One SIGINT only: pulumi treats a second one as "terminate at once",
+                    // which would abandon the step in flight. Escalation is the grace timer's.
+                    if interrupted.is_none() {
+                        tracing::warn!(layer = %stack.layer, command, "pulumi cancel requested: interrupting");
+                        interrupted = Some(Interrupt::Cancel);
+                        signal(pgid, Signal::SIGINT);
+                        kill_at = Some(tokio::time::Instant::now() + self.grace);
+                    } else {
+                        tracing::info!(layer = %stack.layer, command, "pulumi already interrupted: cancel ignored");
+                    }
                 }
                 _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
                     tracing::warn!(layer = %stack.layer, command, "pulumi did not stop after the interrupt: killing");
