@@ -11,7 +11,7 @@
 #      Discord), GNU time (`apt-get install -y time` when missing: peak RSS of `logs`)
 #   2. the node becomes a single-node Swarm manager when it is not one
 #   3. the FROM-scratch test images (scripts/build-test-images.sh)
-#   4. release builds of `sprocket-ops` and of the benchmark program (tests/src/bin/bench.rs)
+#   4. release builds of `sprocket-ops` and of the benchmark program (tests/src/bin/bench/main.rs)
 #   5. runs the benchmark with SPROCKET_OPS_BIN = the release `sprocket-ops`; services it
 #      creates are labelled sprocket-ops.bench=<id> and removed on exit even if it is killed
 # Exit code: 0 when every benchmark measured (a MISS is a result, not a failure), 1 when one

@@ -263,6 +263,7 @@ async fn start_watcher(
         swarm: Some(Arc::clone(&ops.swarm)),
         docker_events,
         layers: ops_core::alerts::sources::layer_resolver(layers.clone()),
+        hub: None,
     };
     match ops_core::alerts::Watcher::new(cfg, deps).await {
         Ok(w) => {

@@ -335,6 +335,7 @@ async fn start_watcher(
         swarm: Some(docker.clone() as Arc<dyn SwarmApi>),
         docker_events: Some(docker),
         layers: Arc::new(|_, _| Some("platform".to_string())),
+        hub: None,
     };
     let w = Watcher::new(cfg, deps).await.unwrap();
     let (stop, rx) = watch::channel(false);

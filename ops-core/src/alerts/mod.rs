@@ -10,6 +10,7 @@
 //! Time comes from a [`Clock`], so tests drive it by hand ([`ManualClock`]).
 
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod probes;
 pub mod sources;
@@ -25,6 +26,7 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::watch;
 
 pub use config::{AlertsConfig, ProbeConfig, ProbeKind, RoutingConfig, Severity};
+pub use control::{AlertControl, AlertHub, ControlError, ProbeResult};
 pub use engine::{
     AlertItem, AlertState, Engine, EngineConfig, EngineState, Notification, NotificationKind,
     Observation, Phase,
@@ -113,6 +115,8 @@ pub struct WatcherDeps {
     /// The engine whose event stream is watched (`None`: no events).
     pub docker_events: Option<Arc<DockerSwarm>>,
     pub layers: LayerResolver,
+    /// Where the watcher publishes its state and takes silences from (`None`: nobody asks).
+    pub hub: Option<Arc<AlertHub>>,
 }
 
 #[derive(Clone)]
@@ -413,6 +417,7 @@ mod tests {
             swarm: None,
             docker_events: None,
             layers: Arc::new(|_, _| None),
+            hub: None,
         };
         let mut w = Watcher::new(cfg.clone(), deps()).await.unwrap();
         let bad = |k: &str| Observation::failing(k, Some("platform"), Severity::Critical, "x");
