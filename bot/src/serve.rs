@@ -69,6 +69,8 @@ pub async fn serve(
             })),
             _ => None,
         },
+        // Set in the framework's setup once the alert watcher has started.
+        alerts: None,
     };
     let inflight = Arc::clone(&data.inflight);
     let grace = std::time::Duration::from_secs(cfg.discord.shutdown_grace_secs);
@@ -117,6 +119,7 @@ pub async fn serve(
                         } => {
                             if !commands::vault::handle_share_click(ctx, data, mci).await
                                 && !commands::deploy::handle_rollback_click(ctx, data, mci).await
+                                && !commands::alerts::handle_silence_click(ctx, data, mci).await
                             {
                                 commands::approval_ui::handle_component(ctx, data, mci).await;
                             }
@@ -143,9 +146,11 @@ pub async fn serve(
                     commands = framework.options().commands.len(),
                     "connected and registered slash commands"
                 );
-                spawn_sweeper(Arc::clone(&ctx.http), setup_data.clone());
+                let mut setup_data = setup_data;
                 if let Some(alerts) = alerts_cfg.clone() {
-                    start_watcher(
+                    // Commands see the watcher only when it runs (otherwise /status says
+                    // "alerts: not running" and /silence refuses).
+                    setup_data.alerts = start_watcher(
                         alerts,
                         Arc::clone(&ctx.http),
                         &setup_data,
@@ -155,6 +160,7 @@ pub async fn serve(
                     )
                     .await;
                 }
+                spawn_sweeper(Arc::clone(&ctx.http), setup_data.clone());
                 for d in &interrupted {
                     commands::approval_ui::audit_line(
                         &ctx.http,
@@ -235,8 +241,9 @@ fn spawn_sweeper(http: Arc<serenity::Http>, data: commands::Data) {
     });
 }
 
-/// Starts the alert watcher (Docker events, the reconciler, probes) posting to Discord. A
-/// watcher that cannot start is logged; the bot keeps serving commands.
+/// Starts the alert watcher (Docker events, the reconciler, probes) posting to Discord, with an
+/// [`ops_core::alerts::AlertHub`] that commands use for `/status` and silences (returned). A
+/// watcher that cannot start is logged and `None` returned; the bot keeps serving commands.
 async fn start_watcher(
     cfg: ops_core::alerts::config::AlertsConfig,
     http: Arc<serenity::Http>,
@@ -244,8 +251,9 @@ async fn start_watcher(
     layers: &ops_core::layers::LayerMap,
     docker: (&str, u64),
     stop: tokio::sync::watch::Receiver<bool>,
-) {
+) -> Option<Arc<dyn ops_core::alerts::AlertControl>> {
     let ops = &data.ops;
+    let hub = ops_core::alerts::AlertHub::new();
     let docker_events = match ops_core::swarm::docker::DockerSwarm::new(docker.0, docker.1) {
         Ok(d) => Some(Arc::new(d)),
         Err(e) => {
@@ -263,14 +271,18 @@ async fn start_watcher(
         swarm: Some(Arc::clone(&ops.swarm)),
         docker_events,
         layers: ops_core::alerts::sources::layer_resolver(layers.clone()),
-        hub: None,
+        hub: Some(Arc::clone(&hub)),
     };
     match ops_core::alerts::Watcher::new(cfg, deps).await {
         Ok(w) => {
             tokio::spawn(w.run(stop));
             tracing::info!("alert watcher started");
+            Some(hub)
         }
-        Err(e) => tracing::error!("alert watcher could not start: {e}"),
+        Err(e) => {
+            tracing::error!("alert watcher could not start: {e}");
+            None
+        }
     }
 }
 

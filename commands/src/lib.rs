@@ -43,6 +43,9 @@ pub struct Data {
     pub logs_follow: std::time::Duration,
     /// Vault, when `[vault]` is configured.
     pub vault: Option<Arc<vault::VaultState>>,
+    /// The alert watcher (open alerts, probe results, silences), when `[alerts]` is configured
+    /// and the watcher started.
+    pub alerts: Option<Arc<dyn ops_core::alerts::AlertControl>>,
 }
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -80,6 +83,7 @@ pub fn all(layers: &[deploy::LayerSpec]) -> Vec<poise::Command<Data, Error>> {
         deploy::unlock(),
         deploy::history(),
         vault::vault_cmd(),
+        alerts::silence(),
     ]
 }
 
@@ -167,7 +171,10 @@ async fn autocomplete_layer(
     serenity::CreateAutocompleteResponse::new().set_choices(choices)
 }
 
-/// Show the platform's Swarm services by layer: running/desired replicas, image, failing tasks.
+/// Platform status: services and replicas by layer, probes, Vault, certificates, open alerts.
+///
+/// One embed (more pages when large), coloured by the worst state. Probes, certificates and
+/// open alerts come from the alert watcher; without one, it says "alerts: not running".
 #[poise::command(slash_command, guild_only)]
 pub async fn status(
     ctx: Context<'_>,
@@ -181,20 +188,87 @@ pub async fn status(
     }
     allow(ctx, "status", Access::Read).await?;
     ctx.defer().await?;
-    let report = ops
-        .audited(
-            &actor(ctx),
+    let me = actor(ctx);
+    let (report, vault) = tokio::join!(
+        ops.audited(
+            &me,
             "status",
             serde_json::json!({ "layer": layer }),
             || async { Ok(ops.status(layer.as_deref()).await) },
-        )
-        .await?;
+        ),
+        status_vault(ctx.data()),
+    );
+    let report = report?;
+    let mut health = render::HealthView {
+        alerts: ctx.data().alerts.as_ref().map(|a| render::AlertsView {
+            open: a.open_alerts(),
+            probes: a.probe_results(),
+            silences: a.silences(),
+        }),
+        vault,
+        now_ms: ops_core::ops::now_ms(),
+    };
+    if let Some(l) = &layer {
+        health = health.only_layer(l);
+    }
     // The first page answers the interaction; further pages are follow-ups.
-    for page in render::status_pages(&report) {
+    for page in render::status_pages(&report, &health) {
         ctx.send(CreateReply::default().embed(page.to_embed()))
             .await?;
     }
     Ok(())
+}
+
+/// How long `/status` waits for Vault's seal status (the interaction is already deferred).
+const STATUS_VAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Vault's seal status for `/status`, asked directly when `[vault]` is configured and no
+/// `vault_seal` probe already reports it. Errors are logged; the line is a safe summary.
+async fn status_vault(data: &Data) -> Option<render::VaultView> {
+    let api = &data.vault.as_ref()?.api;
+    if data
+        .alerts
+        .as_ref()
+        .is_some_and(|a| a.probe_results().iter().any(|p| p.kind == "vault_seal"))
+    {
+        return None;
+    }
+    Some(
+        match tokio::time::timeout(STATUS_VAULT_WAIT, api.seal_status()).await {
+            Err(_) => render::VaultView {
+                ok: false,
+                text: format!("did not answer within {} s", STATUS_VAULT_WAIT.as_secs()),
+            },
+            Ok(Err(e)) => {
+                let id = ops_core::ops::new_error_id();
+                let detail = data.ops.redactor.redact(&e.to_string()).into_owned();
+                tracing::warn!(error_id = %id, %detail, "/status: vault seal status failed");
+                render::VaultView {
+                    ok: false,
+                    text: format!("unreachable (error id {id})"),
+                }
+            }
+            Ok(Ok(s)) if !s.initialized => render::VaultView {
+                ok: false,
+                text: "not initialised".into(),
+            },
+            Ok(Ok(s)) if s.sealed => render::VaultView {
+                ok: false,
+                text: format!(
+                    "sealed: {}/{} unseal shares given (/vault unseal)",
+                    s.progress, s.t
+                ),
+            },
+            Ok(Ok(s)) => render::VaultView {
+                ok: true,
+                text: if s.version.is_empty() {
+                    "unsealed".to_string()
+                } else {
+                    format!("unsealed, version {}", s.version)
+                },
+            },
+        },
+    )
 }
 
 /// Show who sprocket-ops thinks you are: your Discord identity, GitHub account, teams and roles.

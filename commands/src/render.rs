@@ -2,9 +2,11 @@
 //! 25 fields and 6000 characters per embed). Pure: pages are plain data first, so the limits
 //! are unit-tested without Discord.
 
+use ops_core::alerts::{AlertState, Phase, ProbeResult, Severity};
 use ops_core::approvals::{ApprovalRequest, ApprovalState, Decision};
 use ops_core::audit::{Actor, AuditRecord};
 use ops_core::identity::Principal;
+use ops_core::layers::glob_match;
 use ops_core::permissions::EVERYONE;
 use ops_core::status::{ServiceStatus, StatusReport};
 use ops_core::swarm::rollout::{RolloutOutcome, RolloutProgress};
@@ -97,76 +99,306 @@ fn service_line(s: &ServiceStatus) -> String {
     line
 }
 
-/// The `/status` report as one or more pages.
-pub fn status_pages(report: &StatusReport) -> Vec<Page> {
-    let title = "Sprocket platform status".to_string();
-    if let Some(err) = &report.docker_error {
-        return vec![Page {
-            title,
-            description: format!("⚠️ Swarm state unavailable: {err}"),
-            color: RED,
-            fields: vec![],
-            footer: String::new(),
-        }];
+/// What `/status` shows besides the Swarm: the alert watcher's view and Vault.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthView {
+    /// `None`: no alert watcher runs (said so, never shown as "all fine").
+    pub alerts: Option<AlertsView>,
+    /// Vault's seal state asked directly (when `[vault]` is configured and no `vault_seal`
+    /// probe reports it).
+    pub vault: Option<VaultView>,
+    /// For telling active silences from expired ones.
+    pub now_ms: i64,
+}
+
+/// The alert watcher's state as of its last round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertsView {
+    /// Pending and firing alerts.
+    pub open: Vec<AlertState>,
+    pub probes: Vec<ProbeResult>,
+    /// Active silences: (pattern, until unix ms).
+    pub silences: Vec<(String, i64)>,
+}
+
+/// Vault as asked directly: healthy or not, and a safe line of text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultView {
+    pub ok: bool,
+    pub text: String,
+}
+
+impl HealthView {
+    /// Keeps the alerts and probes of one layer (`/status layer:…`); Vault is `layer_1`'s.
+    pub fn only_layer(mut self, layer: &str) -> HealthView {
+        if let Some(a) = &mut self.alerts {
+            a.open.retain(|s| s.layer.as_deref() == Some(layer));
+            a.probes.retain(|p| p.layer.as_deref() == Some(layer));
+        }
+        if layer != "layer_1" {
+            self.vault = None;
+        }
+        self
     }
-    let services: Vec<&ServiceStatus> = report.services().collect();
-    let unhealthy = services.iter().filter(|s| !s.healthy()).count();
-    let down = services
-        .iter()
-        .filter(|s| s.running == 0 && s.desired > 0)
-        .count();
-    let color = if down > 0 {
-        RED
-    } else if unhealthy > 0 {
-        YELLOW
+}
+
+/// Probe kinds shown in their own field rather than under "Probes".
+const VAULT_KIND: &str = "vault_seal";
+const TLS_KIND: &str = "tls";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Ok,
+    Warn,
+    Bad,
+}
+
+impl Level {
+    fn colour(self) -> u32 {
+        match self {
+            Level::Ok => GREEN,
+            Level::Warn => YELLOW,
+            Level::Bad => RED,
+        }
+    }
+    fn of_failure(severity: Severity) -> Level {
+        if severity == Severity::Critical {
+            Level::Bad
+        } else {
+            Level::Warn
+        }
+    }
+}
+
+fn probe_line(p: &ProbeResult) -> String {
+    let icon = if p.ok {
+        "✅"
+    } else if p.severity == Severity::Critical {
+        "❌"
     } else {
-        GREEN
+        "⚠️"
     };
-    let ready = report.nodes.iter().filter(|n| n.state == "ready").count();
-    let mut description = format!(
-        "{} services, {} not healthy · nodes: {ready}/{} ready",
-        services.len(),
-        unhealthy,
-        report.nodes.len()
+    let sev = if p.ok {
+        String::new()
+    } else {
+        format!(", {}", p.severity.as_str())
+    };
+    format!(
+        "{icon} `{}` ({}{sev}): {}",
+        p.name,
+        p.kind,
+        clip(&p.summary.replace('\n', " "), 200)
+    )
+}
+
+fn alert_line(a: &AlertState, silenced: bool) -> String {
+    let (icon, word, since) = match a.phase {
+        Phase::Firing => (
+            if a.severity == Severity::Critical {
+                "🔴"
+            } else {
+                "🟠"
+            },
+            "firing",
+            a.firing_since_ms.or(a.first_failure_ms),
+        ),
+        _ => ("🟡", "pending", a.first_failure_ms),
+    };
+    let since = since
+        .map(|ms| format!(" since <t:{}:R>", ms.div_euclid(1000)))
+        .unwrap_or_default();
+    let layer = a
+        .layer
+        .as_deref()
+        .map(|l| format!(" {l}"))
+        .unwrap_or_default();
+    let mut line = format!(
+        "{icon} `{}` {word}{since} ({}{layer}): {}",
+        a.key,
+        a.severity.as_str(),
+        clip(&a.summary.replace('\n', " "), 200)
     );
-    for n in report
-        .nodes
-        .iter()
-        .filter(|n| n.state != "ready" || n.availability != "active")
-    {
+    if silenced {
+        line.push_str(" 🔕");
+    }
+    line
+}
+
+/// Lines packed into fields of at most 1024 characters, the first named `name`, the rest
+/// `name (continued)`.
+fn push_fields(fields: &mut Vec<(String, String)>, name: &str, lines: Vec<String>) {
+    let mut value = String::new();
+    let mut part = 0;
+    for line in lines {
+        let line = clip(&line, FIELD_VALUE_MAX);
+        if !value.is_empty() && value.len() + 1 + line.len() > FIELD_VALUE_MAX {
+            fields.push((field_name(name, part), std::mem::take(&mut value)));
+            part += 1;
+        }
+        if !value.is_empty() {
+            value.push('\n');
+        }
+        value.push_str(&line);
+    }
+    fields.push((field_name(name, part), value));
+}
+
+/// The `/status` report (Swarm by layer, plus probes, Vault, certificates and open alerts from
+/// `health`) as one or more pages, coloured by the worst state.
+pub fn status_pages(report: &StatusReport, health: &HealthView) -> Vec<Page> {
+    let title = "Sprocket platform status".to_string();
+    let mut level = Level::Ok;
+    let mut description = String::new();
+    let services: Vec<&ServiceStatus> = report.services().collect();
+    if let Some(err) = &report.docker_error {
+        level = Level::Bad;
+        description.push_str(&format!("⚠️ Swarm state unavailable: {}", clip(err, 500)));
+    } else {
+        let unhealthy = services.iter().filter(|s| !s.healthy()).count();
+        let down = services
+            .iter()
+            .filter(|s| s.running == 0 && s.desired > 0)
+            .count();
+        if down > 0 {
+            level = Level::Bad;
+        } else if unhealthy > 0 {
+            level = Level::Warn;
+        }
+        let ready = report.nodes.iter().filter(|n| n.state == "ready").count();
         description.push_str(&format!(
-            "\n⚠️ node `{}` {} ({})",
-            n.hostname, n.state, n.availability
+            "{} services, {} not healthy · nodes: {ready}/{} ready",
+            services.len(),
+            unhealthy,
+            report.nodes.len()
+        ));
+        for n in report
+            .nodes
+            .iter()
+            .filter(|n| n.state != "ready" || n.availability != "active")
+        {
+            level = level.max(Level::Warn);
+            description.push_str(&format!(
+                "\n⚠️ node `{}` {} ({})",
+                n.hostname, n.state, n.availability
+            ));
+        }
+    }
+
+    let mut fields: Vec<(String, String)> = Vec::new();
+    match &health.alerts {
+        None => {
+            description.push_str(
+                "\n⚠️ alerts: not running (no [alerts] configured, or the watcher failed to start): probes and alerts are not checked",
+            );
+        }
+        Some(a) => {
+            let active: Vec<&(String, i64)> =
+                a.silences.iter().filter(|s| s.1 > health.now_ms).collect();
+            let silenced = |key: &str| active.iter().any(|(p, _)| glob_match(p, key));
+            let mut open: Vec<&AlertState> = a
+                .open
+                .iter()
+                .filter(|s| matches!(s.phase, Phase::Pending | Phase::Firing))
+                .collect();
+            // Firing before pending, critical first, then by key.
+            open.sort_by(|x, y| {
+                (y.phase == Phase::Firing, y.severity, &x.key).cmp(&(
+                    x.phase == Phase::Firing,
+                    x.severity,
+                    &y.key,
+                ))
+            });
+            for s in &open {
+                level = level.max(match s.phase {
+                    Phase::Firing if !silenced(&s.key) => Level::of_failure(s.severity),
+                    _ => Level::Warn,
+                });
+            }
+            let firing = open.iter().filter(|s| s.phase == Phase::Firing).count();
+            let failing_probes = a.probes.iter().filter(|p| !p.ok).count();
+            description.push_str(&format!(
+                "\nalerts: {firing} firing, {} pending · probes: {}/{} ok{}",
+                open.len() - firing,
+                a.probes.len() - failing_probes,
+                a.probes.len(),
+                if active.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · {} silence(s) active", active.len())
+                }
+            ));
+            let lines = if open.is_empty() {
+                vec!["None.".to_string()]
+            } else {
+                open.iter()
+                    .map(|s| alert_line(s, silenced(&s.key)))
+                    .collect()
+            };
+            push_fields(&mut fields, &format!("Open alerts ({})", open.len()), lines);
+
+            for p in a.probes.iter().filter(|p| !p.ok) {
+                level = level.max(Level::of_failure(p.severity));
+            }
+            let group = |pred: &dyn Fn(&ProbeResult) -> bool| -> Vec<String> {
+                a.probes
+                    .iter()
+                    .filter(|p| pred(p))
+                    .map(probe_line)
+                    .collect()
+            };
+            let others = group(&|p| p.kind != VAULT_KIND && p.kind != TLS_KIND);
+            push_fields(
+                &mut fields,
+                "Probes",
+                if others.is_empty() {
+                    vec![
+                        "No results (none configured, or the first round has not finished).".into(),
+                    ]
+                } else {
+                    others
+                },
+            );
+            let vault = group(&|p| p.kind == VAULT_KIND);
+            if !vault.is_empty() {
+                push_fields(&mut fields, "Vault", vault);
+            }
+            let certs = group(&|p| p.kind == TLS_KIND);
+            if !certs.is_empty() {
+                push_fields(&mut fields, "Certificates", certs);
+            }
+        }
+    }
+    let vault_probed = health
+        .alerts
+        .as_ref()
+        .is_some_and(|a| a.probes.iter().any(|p| p.kind == VAULT_KIND));
+    if let (Some(v), false) = (&health.vault, vault_probed) {
+        if !v.ok {
+            level = Level::Bad;
+        }
+        let icon = if v.ok { "✅" } else { "❌" };
+        fields.push((
+            "Vault".into(),
+            clip(&format!("{icon} {}", v.text), FIELD_VALUE_MAX),
         ));
     }
 
-    // Fields: one per layer, continued in further fields when a layer exceeds 1024 characters.
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for layer in &report.layers {
-        let mut value = String::new();
-        let mut part = 0;
-        let lines: Vec<String> = if layer.services.is_empty() {
-            vec!["(no services)".to_string()]
-        } else {
-            layer.services.iter().map(service_line).collect()
-        };
-        for line in lines {
-            let line = clip(&line, FIELD_VALUE_MAX);
-            if !value.is_empty() && value.len() + 1 + line.len() > FIELD_VALUE_MAX {
-                fields.push((field_name(&layer.name, part), std::mem::take(&mut value)));
-                part += 1;
-            }
-            if !value.is_empty() {
-                value.push('\n');
-            }
-            value.push_str(&line);
+    // One field per layer, continued in further fields when it exceeds 1024 characters.
+    if report.docker_error.is_none() {
+        for layer in &report.layers {
+            let lines: Vec<String> = if layer.services.is_empty() {
+                vec!["(no services)".to_string()]
+            } else {
+                layer.services.iter().map(service_line).collect()
+            };
+            push_fields(&mut fields, &layer.name, lines);
         }
-        fields.push((field_name(&layer.name, part), value));
     }
 
+    let color = level.colour();
     let mut pages = vec![Page {
         title: title.clone(),
-        description,
+        description: clip(&description, 4000),
         color,
         fields: vec![],
         footer: String::new(),
@@ -461,7 +693,7 @@ mod tests {
     #[test]
     fn large_swarms_split_into_pages_within_discord_limits() {
         for n in [0, 1, 10, 50, 300] {
-            let pages = status_pages(&report(n));
+            let pages = status_pages(&report(n), &HealthView::default());
             let mut seen = 0;
             for p in &pages {
                 assert!(p.fields.len() <= FIELDS_MAX);
@@ -478,12 +710,288 @@ mod tests {
 
     #[test]
     fn colour_follows_the_worst_service() {
-        assert_eq!(status_pages(&report(1))[0].color, RED);
-        assert_eq!(status_pages(&report(0))[0].color, GREEN);
+        let none = HealthView::default();
+        assert_eq!(status_pages(&report(1), &none)[0].color, RED);
+        assert_eq!(status_pages(&report(0), &none)[0].color, GREEN);
         let r = StatusReport::unavailable("the Docker engine is unreachable (error id E1)");
-        let p = &status_pages(&r)[0];
+        let p = &status_pages(&r, &none)[0];
         assert_eq!(p.color, RED);
         assert!(p.description.contains("unreachable"));
+    }
+
+    fn probe(name: &str, kind: &str, ok: bool, severity: Severity, summary: &str) -> ProbeResult {
+        ProbeResult {
+            name: name.into(),
+            kind: kind.into(),
+            layer: Some("layer_1".into()),
+            ok,
+            severity,
+            summary: summary.into(),
+            at_ms: 0,
+        }
+    }
+
+    fn alert(key: &str, phase: Phase, severity: Severity) -> AlertState {
+        AlertState {
+            key: key.into(),
+            phase,
+            layer: Some("platform".into()),
+            severity,
+            summary: "0 of 1 tasks running".into(),
+            consecutive_failures: 3,
+            consecutive_ok: 0,
+            first_failure_ms: Some(1_700_000_000_000),
+            firing_since_ms: (phase == Phase::Firing).then_some(1_700_000_060_000),
+            resolved_at_ms: None,
+            notified: phase == Phase::Firing,
+            last_notified_ms: None,
+            held_under: None,
+            updated_ms: 0,
+        }
+    }
+
+    fn health(open: Vec<AlertState>, probes: Vec<ProbeResult>) -> HealthView {
+        HealthView {
+            alerts: Some(AlertsView {
+                open,
+                probes,
+                silences: vec![],
+            }),
+            vault: None,
+            now_ms: 1_700_000_100_000,
+        }
+    }
+
+    fn text(pages: &[Page]) -> String {
+        pages
+            .iter()
+            .flat_map(|p| {
+                [p.description.clone()]
+                    .into_iter()
+                    .chain(p.fields.iter().map(|(n, v)| format!("{n}\n{v}")))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// (case, open alerts, probes, direct vault, expected colour): the colour is the worst
+    /// state of services, alerts, probes and Vault.
+    #[test]
+    fn status_colour_is_the_worst_of_alerts_probes_and_vault() {
+        use Severity::*;
+        let ok_probe = probe("web", "http", true, Critical, "HTTP 200");
+        let cases: Vec<(
+            &str,
+            Vec<AlertState>,
+            Vec<ProbeResult>,
+            Option<VaultView>,
+            u32,
+        )> = vec![
+            ("all fine", vec![], vec![ok_probe.clone()], None, GREEN),
+            (
+                "pending",
+                vec![alert("service:a", Phase::Pending, Critical)],
+                vec![],
+                None,
+                YELLOW,
+            ),
+            (
+                "firing warning",
+                vec![alert("service:a", Phase::Firing, Warning)],
+                vec![],
+                None,
+                YELLOW,
+            ),
+            (
+                "firing critical",
+                vec![alert("service:a", Phase::Firing, Critical)],
+                vec![],
+                None,
+                RED,
+            ),
+            (
+                "warning probe",
+                vec![],
+                vec![probe(
+                    "cert",
+                    "tls",
+                    false,
+                    Warning,
+                    "certificate expires in 3 days",
+                )],
+                None,
+                YELLOW,
+            ),
+            (
+                "critical probe",
+                vec![],
+                vec![probe("web", "http", false, Critical, "connection refused")],
+                None,
+                RED,
+            ),
+            (
+                "vault sealed",
+                vec![],
+                vec![],
+                Some(VaultView {
+                    ok: false,
+                    text: "sealed".into(),
+                }),
+                RED,
+            ),
+            (
+                "vault fine",
+                vec![],
+                vec![],
+                Some(VaultView {
+                    ok: true,
+                    text: "unsealed".into(),
+                }),
+                GREEN,
+            ),
+        ];
+        for (case, open, probes, vault, colour) in cases {
+            let mut h = health(open, probes);
+            h.vault = vault;
+            let pages = status_pages(&report(0), &h);
+            assert_eq!(pages[0].color, colour, "{case}: {}", text(&pages));
+        }
+        // A silenced firing alert is shown (marked), but no longer colours the status red.
+        let mut h = health(vec![alert("service:a", Phase::Firing, Critical)], vec![]);
+        h.alerts.as_mut().unwrap().silences = vec![("service:*".into(), h.now_ms + 1)];
+        let pages = status_pages(&report(0), &h);
+        assert_eq!(pages[0].color, YELLOW);
+        assert!(
+            text(&pages).contains("`service:a` firing"),
+            "{}",
+            text(&pages)
+        );
+        assert!(text(&pages).contains("🔕"));
+    }
+
+    #[test]
+    fn status_lists_alerts_probes_vault_and_certificates_in_their_fields() {
+        use Severity::*;
+        let h = health(
+            vec![
+                alert("service:pending", Phase::Pending, Critical),
+                alert("service:firing", Phase::Firing, Critical),
+            ],
+            vec![
+                probe("web", "http", false, Critical, "connection refused"),
+                probe("bao", "vault_seal", true, Critical, "unsealed"),
+                probe(
+                    "cert",
+                    "tls",
+                    false,
+                    Warning,
+                    "certificate expires in 3 days",
+                ),
+            ],
+        );
+        let pages = status_pages(&report(2), &h);
+        let p = &pages[0];
+        let field = |name: &str| {
+            p.fields
+                .iter()
+                .find(|(n, _)| n.starts_with(name))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no field {name}: {p:?}"))
+        };
+        let open = field("Open alerts (2)");
+        assert!(
+            open.find("service:firing").unwrap() < open.find("service:pending").unwrap(),
+            "firing first: {open}"
+        );
+        assert!(open.contains("since <t:1700000060:R>"), "{open}");
+        assert!(field("Probes").contains("❌ `web` (http, critical): connection refused"));
+        assert!(field("Vault").contains("unsealed"));
+        assert!(field("Certificates").contains("expires in 3 days"));
+        assert!(p
+            .description
+            .contains("alerts: 1 firing, 1 pending · probes: 1/3 ok"));
+        assert!(
+            !field("Probes").contains("cert"),
+            "tls probes only under Certificates"
+        );
+
+        // No watcher: said so, never an empty "all fine".
+        let none = status_pages(&report(0), &HealthView::default());
+        assert!(none[0].description.contains("alerts: not running"));
+        assert!(none[0]
+            .fields
+            .iter()
+            .all(|(n, _)| !n.starts_with("Open alerts")));
+
+        // Docker down: the alerts are still shown.
+        let r = StatusReport::unavailable("the Docker engine is unreachable (error id E1)");
+        let pages = status_pages(&r, &h);
+        assert_eq!(pages[0].color, RED);
+        assert!(text(&pages).contains("service:firing"));
+    }
+
+    #[test]
+    fn many_alerts_and_probes_paginate_within_discord_limits() {
+        use Severity::*;
+        for n in [0usize, 1, 30, 400] {
+            let open: Vec<AlertState> = (0..n)
+                .map(|i| {
+                    alert(
+                        &format!("service:prod-crashing-service-{i:04}"),
+                        Phase::Firing,
+                        Critical,
+                    )
+                })
+                .collect();
+            let probes: Vec<ProbeResult> = (0..n)
+                .map(|i| {
+                    probe(
+                        &format!("probe-{i:04}"),
+                        "http",
+                        i % 2 == 0,
+                        Critical,
+                        &"x".repeat(300),
+                    )
+                })
+                .collect();
+            let pages = status_pages(&report(n), &health(open, probes));
+            let (mut alerts_seen, mut probes_seen) = (0, 0);
+            for p in &pages {
+                assert!(p.fields.len() <= FIELDS_MAX);
+                assert!(p.len() <= 6000, "{n}: {}", p.len());
+                for (name, v) in &p.fields {
+                    assert!(name.len() <= 256 && v.len() <= FIELD_VALUE_MAX, "{n}");
+                    alerts_seen += v.matches("prod-crashing-service-").count();
+                    probes_seen += v.matches("`probe-").count();
+                }
+            }
+            assert_eq!(
+                (alerts_seen, probes_seen),
+                (n, n),
+                "every alert and probe appears once"
+            );
+        }
+    }
+
+    #[test]
+    fn only_layer_keeps_that_layers_alerts_and_probes() {
+        let h = health(
+            vec![alert("service:a", Phase::Firing, Severity::Critical)],
+            vec![probe("web", "http", true, Severity::Critical, "HTTP 200")],
+        );
+        let mut with_vault = h.clone();
+        with_vault.vault = Some(VaultView {
+            ok: true,
+            text: "unsealed".into(),
+        });
+        let p = with_vault.clone().only_layer("platform");
+        assert_eq!(p.alerts.as_ref().unwrap().open.len(), 1);
+        assert!(p.alerts.as_ref().unwrap().probes.is_empty());
+        assert!(p.vault.is_none());
+        let l1 = with_vault.only_layer("layer_1");
+        assert!(l1.alerts.as_ref().unwrap().open.is_empty());
+        assert_eq!(l1.alerts.as_ref().unwrap().probes.len(), 1);
+        assert!(l1.vault.is_some());
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub const COMMANDS: &[&str] = &[
     "locks",
     "unlock",
     "history",
+    "silence",
 ];
 
 /// Every destructive action that needs a second engineer.

@@ -275,6 +275,21 @@ timeout_secs = 300
             .expect("link");
     }
 
+    /// The audit log as stored, newest first (up to 500 rows).
+    pub async fn audit_rows(&self) -> Vec<ops_core::audit::AuditRecord> {
+        let store = store::connect(&self.database_url(), None)
+            .await
+            .expect("test store");
+        store
+            .list_audit(&ops_core::audit::AuditFilter {
+                actor_id: None,
+                since_ms: None,
+                limit: 500,
+            })
+            .await
+            .expect("audit rows")
+    }
+
     /// A new Discord user linked to an existing GitHub account (a second account of a person).
     pub async fn second_account(&self, login: &str, github_id: u64) -> TestUser {
         let n = self.next_id.fetch_add(1, Ordering::SeqCst);
