@@ -180,7 +180,7 @@ async fn persistence_suite(store: &dyn AlertStore) {
     let cfg = EngineConfig::from(&{
         let mut c = AlertsConfig::with_channel(CHANNEL);
         c.failure_threshold = 2;
-        c.group_wait_secs = 0;
+        c.group_wait_secs = Some(0);
         c
     });
     let bad = |k: &str| Observation::failing(k, Some("platform"), Severity::Critical, "down");
@@ -300,7 +300,7 @@ fn swarm_config(prefix: &str) -> AlertsConfig {
     c.resolve_threshold = 2;
     c.reminder_minutes = 0;
     c.heartbeat_minutes = 0;
-    c.group_wait_secs = 3;
+    c.group_wait_secs = Some(3);
     c.probe_interval_secs = 1;
     c.restart_loop_window_secs = 5;
     c.services = vec![format!("{prefix}-{}-*", env::run_id())];
@@ -327,6 +327,16 @@ async fn start_watcher(
     store: Arc<dyn AlertStore>,
     sink: Arc<RecordingSink>,
 ) -> Running {
+    start_watcher_rounds(cfg, store, sink, Some(Duration::from_secs(1))).await
+}
+
+/// `rounds`: the round period, or `None` for the production loop (`probe_interval_secs`).
+async fn start_watcher_rounds(
+    cfg: AlertsConfig,
+    store: Arc<dyn AlertStore>,
+    sink: Arc<RecordingSink>,
+    rounds: Option<Duration>,
+) -> Running {
     let docker = Arc::new(DockerSwarm::new("unix:///var/run/docker.sock", 30).unwrap());
     let deps = WatcherDeps {
         store,
@@ -339,7 +349,10 @@ async fn start_watcher(
     };
     let w = Watcher::new(cfg, deps).await.unwrap();
     let (stop, rx) = watch::channel(false);
-    let handle = tokio::spawn(w.run_every(Duration::from_secs(1), rx));
+    let handle = match rounds {
+        Some(every) => tokio::spawn(w.run_every(every, rx)),
+        None => tokio::spawn(w.run(rx)),
+    };
     Running { stop, handle }
 }
 
@@ -402,12 +415,55 @@ async fn alerts_crashing_service_fires_once_and_resolves_once() {
     svc.remove().await.unwrap();
 }
 
+/// Regression (issue 7, event-driven alerts): a task failure is announced by the Docker event
+/// fast path, not by threshold rounds. Rounds alone could never fire here: one round runs at
+/// start, before the service exists, the next would be an hour later, and the round threshold
+/// is 1000.
+#[tokio::test]
+async fn alerts_task_failure_is_alerted_by_the_event_path_without_a_second_round() {
+    let swarm = TestSwarm::connect().await;
+    let sink = Arc::new(RecordingSink::default());
+    let mut cfg = swarm_config("alrt-evpath");
+    cfg.failure_threshold = 1000;
+    cfg.probe_interval_secs = 3600;
+    cfg.group_wait_secs = None; // the default group wait
+    let w = start_watcher_rounds(
+        cfg,
+        Arc::new(ops_core::alerts::MemoryAlertStore::default()),
+        sink.clone(),
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // the round at start has run
+    let svc = swarm
+        .create_service(TestService::new("alrt-evpath", "broken"))
+        .await;
+    let key = format!("service:{}", svc.name());
+    wait_for("the firing notification", Duration::from_secs(120), || {
+        sink.count(NotificationKind::Firing, &key) >= 1
+    })
+    .await;
+    let firing = sink
+        .notifications()
+        .into_iter()
+        .find(|n| n.kind == NotificationKind::Firing)
+        .unwrap();
+    let item = firing.alerts.iter().find(|a| a.key == key).unwrap();
+    assert!(
+        item.summary.contains("exited with code") || item.summary.contains("restart loop"),
+        "from a task exit event: {item:?}"
+    );
+    assert_eq!(firing.channel, CHANNEL);
+    w.stop().await;
+    svc.remove().await.unwrap();
+}
+
 #[tokio::test]
 async fn alerts_burst_of_20_crashing_services_is_one_notification() {
     let swarm = TestSwarm::connect().await;
     let sink = Arc::new(RecordingSink::default());
     let mut cfg = swarm_config("alrt-burst");
-    cfg.group_wait_secs = 30;
+    cfg.group_wait_secs = Some(30);
     let w = start_watcher(
         cfg,
         Arc::new(ops_core::alerts::MemoryAlertStore::default()),

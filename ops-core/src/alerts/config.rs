@@ -6,12 +6,15 @@
 //! [alerts]
 //! failure_threshold = 3        # consecutive failing observations before an alert fires
 //! min_duration_secs = 60       # ...and failing for at least this long (0: threshold only)
+//! event_failure_threshold = 1  # decisive Docker events (task exit != 0, OOM, restart loop,
+//!                              # update paused / rolled back) fire after this many, at once
 //! resolve_threshold = 2        # consecutive good observations before it resolves
 //! reminder_minutes = 60        # reminder while firing (0: none)
 //! heartbeat_minutes = 1440     # digest "still watching" message (0: none)
 //! probe_interval_secs = 30
 //! probe_timeout_secs = 10
-//! group_wait_secs = 10         # new alerts wait this long to be grouped in one message
+//! group_wait_ms = 300          # new alerts wait this long to be grouped in one message
+//!                              # (`group_wait_secs` is still accepted; give one of the two)
 //! restart_loop_count = 3       # this many task exits...
 //! restart_loop_window_secs = 300  # ...within this window is a restart loop
 //! root_layers = ["layer_1"]    # their alerts hold new alerts of the other layers
@@ -99,8 +102,16 @@ pub struct AlertsConfig {
     pub probe_interval_secs: u64,
     #[serde(default = "d_timeout")]
     pub probe_timeout_secs: u64,
-    #[serde(default = "d_group_wait")]
-    pub group_wait_secs: u64,
+    /// Consecutive failing observations from decisive Docker events that fire an alert at
+    /// once (no `min_duration_secs`), see [`AlertsConfig::group_wait`].
+    #[serde(default = "d_event_threshold")]
+    pub event_failure_threshold: u32,
+    /// Old spelling of the group wait, in seconds (`group_wait_ms` wins; both is an error).
+    #[serde(default)]
+    pub group_wait_secs: Option<u64>,
+    /// How long new firing alerts wait to be grouped into one message (default 300 ms).
+    #[serde(default)]
+    pub group_wait_ms: Option<u64>,
     #[serde(default = "d_loop_count")]
     pub restart_loop_count: u32,
     #[serde(default = "d_loop_window")]
@@ -134,9 +145,12 @@ fn d_interval() -> u64 {
 fn d_timeout() -> u64 {
     10
 }
-fn d_group_wait() -> u64 {
-    10
+fn d_event_threshold() -> u32 {
+    1
 }
+/// Default group wait: long enough for a burst of Docker events to arrive together, short
+/// enough that one failure is still posted well within a second.
+pub const DEFAULT_GROUP_WAIT_MS: u64 = 300;
 fn d_loop_count() -> u32 {
     3
 }
@@ -208,6 +222,24 @@ pub enum ProbeKind {
     S3,
 }
 
+impl ProbeKind {
+    /// The kind as written in config (`https_redirect`, `vault_seal`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Http => "http",
+            ProbeKind::HttpsRedirect => "https_redirect",
+            ProbeKind::Graphql => "graphql",
+            ProbeKind::Tls => "tls",
+            ProbeKind::Tcp => "tcp",
+            ProbeKind::Postgres => "postgres",
+            ProbeKind::Redis => "redis",
+            ProbeKind::VaultSeal => "vault_seal",
+            ProbeKind::Rabbitmq => "rabbitmq",
+            ProbeKind::S3 => "s3",
+        }
+    }
+}
+
 /// One `[[alerts.probes]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,13 +301,25 @@ impl AlertsConfig {
             heartbeat_minutes: d_heartbeat(),
             probe_interval_secs: d_interval(),
             probe_timeout_secs: d_timeout(),
-            group_wait_secs: d_group_wait(),
+            event_failure_threshold: d_event_threshold(),
+            group_wait_secs: None,
+            group_wait_ms: None,
             restart_loop_count: d_loop_count(),
             restart_loop_window_secs: d_loop_window(),
             root_layers: d_root_layers(),
             services: Vec::new(),
             ignore_services: Vec::new(),
             probes: Vec::new(),
+        }
+    }
+
+    /// The effective group wait in milliseconds: `group_wait_ms`, else `group_wait_secs`,
+    /// else [`DEFAULT_GROUP_WAIT_MS`].
+    pub fn group_wait(&self) -> u64 {
+        match (self.group_wait_ms, self.group_wait_secs) {
+            (Some(ms), _) => ms,
+            (None, Some(secs)) => secs.saturating_mul(1000),
+            (None, None) => DEFAULT_GROUP_WAIT_MS,
         }
     }
 
@@ -301,6 +345,18 @@ impl AlertsConfig {
         }
         if self.failure_threshold == 0 {
             return e("failure_threshold", "must be at least 1");
+        }
+        if self.event_failure_threshold == 0 {
+            return e("event_failure_threshold", "must be at least 1");
+        }
+        if self.group_wait_ms.is_some() && self.group_wait_secs.is_some() {
+            return e(
+                "group_wait_secs",
+                "give either `group_wait_ms` or `group_wait_secs`, not both",
+            );
+        }
+        if self.group_wait() > 3_600_000 {
+            return e("group_wait_ms", "must be at most one hour");
         }
         if self.resolve_threshold == 0 {
             return e("resolve_threshold", "must be at least 1");
@@ -440,6 +496,42 @@ mod tests {
             c.routing.channel_for(None, Severity::Warning),
             111111111111111111
         );
+    }
+
+    #[test]
+    fn alerts_config_group_wait_accepts_ms_and_the_old_secs() {
+        let base = "[alerts]\nrouting = { default_channel = 1 }\n";
+        let c = parse(base);
+        assert_eq!(c.group_wait(), DEFAULT_GROUP_WAIT_MS);
+        assert_eq!(c.event_failure_threshold, 1);
+        assert_eq!(
+            parse(&format!("{base}group_wait_secs = 10")).group_wait(),
+            10_000
+        );
+        assert_eq!(
+            parse(&format!("{base}group_wait_ms = 250")).group_wait(),
+            250
+        );
+        assert_eq!(parse(&format!("{base}group_wait_ms = 0")).group_wait(), 0);
+        let both = parse(&format!("{base}group_wait_ms = 250\ngroup_wait_secs = 1"));
+        assert_eq!(both.validate().unwrap_err().0, "alerts.group_wait_secs");
+        let zero = parse(&format!("{base}event_failure_threshold = 0"));
+        assert_eq!(
+            zero.validate().unwrap_err().0,
+            "alerts.event_failure_threshold"
+        );
+        for k in [
+            ProbeKind::Http,
+            ProbeKind::HttpsRedirect,
+            ProbeKind::VaultSeal,
+            ProbeKind::S3,
+        ] {
+            assert_eq!(
+                serde_json::to_value(k).unwrap().as_str(),
+                Some(k.as_str()),
+                "as_str matches the config spelling"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! failing (set one of them to its minimum to use only the other); it resolves after
 //! `resolve_threshold` consecutive good observations, so a flapping check neither fires nor
 //! resolves on one sample. A key without an observation in a tick keeps its state.
+//! A *decisive* failing observation (from a Docker event that is a failure by itself: a task
+//! exit with a non-zero code, an OOM kill, a restart loop, an update paused or rolled back)
+//! fires after `event_failure_threshold` consecutive failures (default 1: at once) and does
+//! not wait for `min_duration`.
 //!
 //! Notifications: new firing alerts wait `group_wait` so a burst becomes ONE notification
 //! per channel; while an alert of a root layer (`layer_1`: Traefik, Vault) fires, new alerts
@@ -34,9 +38,18 @@ pub struct Observation {
     pub failing: bool,
     /// Safe, human text ("exit code 1", "certificate expires in 3 days").
     pub summary: String,
+    /// A failure by itself (a decisive Docker event): fires after `event_failure_threshold`.
+    #[serde(default)]
+    pub decisive: bool,
 }
 
 impl Observation {
+    /// Marks the observation decisive (see the module documentation).
+    pub fn decisive(mut self) -> Observation {
+        self.decisive = true;
+        self
+    }
+
     pub fn failing(
         key: impl Into<String>,
         layer: Option<&str>,
@@ -49,6 +62,7 @@ impl Observation {
             severity,
             failing: true,
             summary: summary.into(),
+            decisive: false,
         }
     }
     pub fn ok(
@@ -62,6 +76,7 @@ impl Observation {
             severity: Severity::Info,
             failing: false,
             summary: summary.into(),
+            decisive: false,
         }
     }
 }
@@ -221,6 +236,8 @@ pub struct EngineState {
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub failure_threshold: u32,
+    /// The threshold for decisive observations (no `min_duration` for them).
+    pub event_failure_threshold: u32,
     pub min_duration_ms: i64,
     pub resolve_threshold: u32,
     /// 0: no reminders.
@@ -237,11 +254,12 @@ impl From<&AlertsConfig> for EngineConfig {
         let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         EngineConfig {
             failure_threshold: c.failure_threshold.max(1),
+            event_failure_threshold: c.event_failure_threshold.max(1),
             min_duration_ms: ms(c.min_duration_secs),
             resolve_threshold: c.resolve_threshold.max(1),
             reminder_ms: ms(c.reminder_minutes.saturating_mul(60)),
             heartbeat_ms: ms(c.heartbeat_minutes.saturating_mul(60)),
-            group_wait_ms: ms(c.group_wait_secs),
+            group_wait_ms: i64::try_from(c.group_wait()).unwrap_or(i64::MAX),
             root_layers: c.root_layers.clone(),
             routing: c.routing.clone(),
         }
@@ -355,6 +373,7 @@ impl Engine {
                 Some(m) => {
                     let replace = (o.failing && !m.failing)
                         || (o.failing == m.failing && o.severity > m.severity);
+                    let decisive = (o.failing && o.decisive) || (m.failing && m.decisive);
                     if replace {
                         let layer = o.layer.clone().or(m.layer.take());
                         *m = o;
@@ -362,6 +381,7 @@ impl Engine {
                     } else if m.layer.is_none() {
                         m.layer = o.layer;
                     }
+                    m.decisive = decisive;
                 }
             }
         }
@@ -449,10 +469,13 @@ impl Engine {
                 a.phase = Phase::Pending;
                 a.resolved_at_ms = None;
             }
-            if a.phase == Phase::Pending
-                && a.consecutive_failures >= cfg.failure_threshold
-                && now - first >= cfg.min_duration_ms
-            {
+            let fires = if o.decisive {
+                a.consecutive_failures >= cfg.event_failure_threshold
+            } else {
+                a.consecutive_failures >= cfg.failure_threshold
+                    && now - first >= cfg.min_duration_ms
+            };
+            if a.phase == Phase::Pending && fires {
                 a.phase = Phase::Firing;
                 a.firing_since_ms = Some(now);
             }
@@ -673,6 +696,7 @@ mod tests {
     fn cfg() -> EngineConfig {
         EngineConfig {
             failure_threshold: 3,
+            event_failure_threshold: 1,
             min_duration_ms: 0,
             resolve_threshold: 2,
             reminder_ms: 30 * MIN,
@@ -811,6 +835,44 @@ mod tests {
                 .collect();
             assert_eq!(got, expected, "{name}");
         }
+    }
+
+    #[test]
+    fn alerts_engine_decisive_event_fires_without_threshold_rounds() {
+        let mut c = cfg();
+        c.min_duration_ms = 5 * MIN;
+        let mut e = Engine::new(c.clone());
+        // An ordinary failure waits for the threshold; a decisive one fires at once.
+        assert!(e.tick(0, vec![bad("svc:slow", "platform")]).is_empty());
+        let seen = run(
+            &mut e,
+            vec![(1, vec![bad("svc:crash", "platform").decisive()])],
+        );
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(
+            (seen[0].1, seen[0].3.clone()),
+            (Firing, vec!["svc:crash".into()])
+        );
+        assert_eq!(e.state().alerts["svc:slow"].phase, Phase::Pending);
+        // Merged with an ordinary failure of the same key in one tick, it stays decisive.
+        let mut e = Engine::new(c.clone());
+        let seen = run(
+            &mut e,
+            vec![(
+                0,
+                vec![
+                    bad("svc:a", "platform"),
+                    bad("svc:a", "platform").decisive(),
+                ],
+            )],
+        );
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        // A configured event threshold of 2 needs two decisive failures.
+        c.event_failure_threshold = 2;
+        let mut e = Engine::new(c);
+        let d = || vec![bad("svc:b", "platform").decisive()];
+        let seen = run(&mut e, vec![(0, d()), (10, d())]);
+        assert_eq!(kinds(&seen), vec![(10, Firing)]);
     }
 
     #[test]

@@ -2,12 +2,27 @@
 //! decide with a pure [`Engine`] what is firing, persist that state ([`AlertStore`]), and
 //! hand notifications to an [`AlertSink`] (the bot posts them to Discord).
 //!
-//! The [`Watcher`] ties it together: every `probe_interval_secs` it drains the Docker
-//! events, takes a snapshot, runs the probes, feeds the engine with the clock's `now`,
+//! The [`Watcher`] ties it together. Every `probe_interval_secs` (a *round*) it drains the
+//! Docker events, takes a snapshot, runs the probes, feeds the engine with the clock's `now`,
 //! persists the state (notifications stay in the persisted outbox until delivered), and
-//! delivers. Delivery is rate limited per channel (governor: one message per 2 s); what
-//! arrives for a channel inside that window is coalesced into its next message.
-//! Time comes from a [`Clock`], so tests drive it by hand ([`ManualClock`]).
+//! delivers. Between rounds it waits on four things at once (`tokio::select!`):
+//!
+//! - Docker events (the *fast path*): each event (with whatever else is already queued) is
+//!   interpreted and evaluated at once; decisive ones (task exit != 0, OOM, restart loop,
+//!   update paused / rolled back) fire after `event_failure_threshold` (default 1), so a
+//!   crash is announced after the group wait (`group_wait_ms`, default 300 ms) instead of
+//!   after threshold rounds;
+//! - a timer to the next due moment: the end of the group wait (the engine's persisted group
+//!   deadline) or the moment the channel governor allows the next message;
+//! - silence requests from the [`AlertHub`] (applied through the engine, persisted, answered);
+//! - shutdown.
+//!
+//! Delivery is rate limited per channel (governor: one message per 2 s); what arrives for a
+//! channel inside that window is coalesced into its next message. After every evaluation the
+//! watcher publishes open alerts, probe results and silences to the hub, and it remembers
+//! which keys each delivered notification listed (for the silence button).
+//! Time comes from a [`Clock`], so tests drive it by hand ([`ManualClock`]); the engine has no
+//! clock and no timers of its own: all timing is here.
 
 pub mod config;
 pub mod control;
@@ -23,10 +38,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use governor::{Quota, RateLimiter};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use config::{AlertsConfig, ProbeConfig, ProbeKind, RoutingConfig, Severity};
-pub use control::{AlertControl, AlertHub, ControlError, ProbeResult};
+pub use control::{AlertControl, AlertHub, ControlError, ProbeResult, SilenceRequest};
 pub use engine::{
     AlertItem, AlertState, Engine, EngineConfig, EngineState, Notification, NotificationKind,
     Observation, Phase,
@@ -43,6 +58,8 @@ pub const CHANNEL_PERIOD: Duration = Duration::from_secs(2);
 pub const EVENT_CAPACITY: usize = 1024;
 /// How far back a restarted watcher backfills Docker events.
 pub const MAX_BACKFILL_SECS: i64 = 600;
+/// After a failed delivery, the next attempt waits this long.
+pub const DELIVERY_RETRY: Duration = Duration::from_secs(1);
 
 /// Wall-clock time in unix milliseconds, injectable.
 pub trait Clock: Send + Sync {
@@ -147,6 +164,12 @@ pub struct Watcher {
     events: Option<sources::EventFeed>,
     limiter: ChannelLimiter,
     service_layers: HashMap<String, Option<String>>,
+    /// The last round's probe results, in config order (`None` before the first round).
+    last_probes: Option<Vec<ProbeResult>>,
+    /// When delivery should be tried again (clock ms): a channel was rate limited or failed.
+    retry_at_ms: Option<i64>,
+    /// Docker events interpreted since start (all paths).
+    events_seen: u64,
 }
 
 impl Watcher {
@@ -186,11 +209,178 @@ impl Watcher {
             events,
             limiter,
             service_layers: HashMap::new(),
+            last_probes: None,
+            retry_at_ms: None,
+            events_seen: 0,
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Replaces the Docker event feed (tests and benchmarks feed events of their own).
+    pub fn attach_events(&mut self, feed: sources::EventFeed) {
+        self.events = Some(feed);
+    }
+
+    /// Docker events interpreted since start (rounds and fast path).
+    pub fn events_seen(&self) -> u64 {
+        self.events_seen
+    }
+
+    /// Interprets `first` (if any) and every event already queued (at most
+    /// [`EVENT_CAPACITY`]), and moves the persisted event cursor.
+    fn drain_events(&mut self, now: i64, first: Option<sources::SwarmEvent>) -> Vec<Observation> {
+        let mut obs = Vec::new();
+        let Some(feed) = &mut self.events else {
+            return obs;
+        };
+        let layers = &self.service_layers;
+        let resolver = &self.deps.layers;
+        let layer_of = |name: &str| match layers.get(name) {
+            Some(l) => l.clone(),
+            None => resolver(name, &BTreeMap::new()),
+        };
+        let mut next = first;
+        let mut n = 0;
+        if next.is_none() {
+            next = feed.rx.try_recv().ok();
+        }
+        while let Some(ev) = next {
+            n += 1;
+            if let Some(o) = self
+                .interpreter
+                .interpret(now, &ev, &self.filter, &layer_of)
+            {
+                obs.push(o);
+            }
+            next = if n < EVENT_CAPACITY {
+                feed.rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        self.events_seen += n as u64;
+        let cursor = feed.cursor.load(Ordering::SeqCst);
+        if cursor > 0 {
+            self.engine.set_event_cursor(cursor);
+        }
+        obs
+    }
+
+    /// The fast path: evaluates `first` and the events queued behind it now, then delivers
+    /// what is due.
+    pub async fn on_events(
+        &mut self,
+        first: Option<sources::SwarmEvent>,
+    ) -> Result<Vec<Notification>, AlertError> {
+        let now = self.deps.clock.now_ms();
+        let obs = self.drain_events(now, first);
+        let out = self.evaluate(obs).await?;
+        self.deliver_due().await?;
+        Ok(out)
+    }
+
+    /// The timer: evaluates when the group wait has ended, delivers when the outbox is due.
+    pub async fn on_timer(&mut self) -> Result<(), AlertError> {
+        let now = self.deps.clock.now_ms();
+        if self
+            .engine
+            .state()
+            .meta
+            .group_deadline_ms
+            .is_some_and(|d| d <= now)
+        {
+            self.evaluate(Vec::new()).await?;
+        }
+        self.deliver_due().await?;
+        Ok(())
+    }
+
+    async fn deliver_due(&mut self) -> Result<usize, AlertError> {
+        if self.engine.outbox().is_empty() {
+            self.retry_at_ms = None;
+            return Ok(0);
+        }
+        let now = self.deps.clock.now_ms();
+        if self.retry_at_ms.is_some_and(|t| t > now) {
+            return Ok(0);
+        }
+        self.deliver().await
+    }
+
+    /// The next moment (clock ms) something is due without new input: the end of the group
+    /// wait, or the next delivery attempt while the outbox is not empty.
+    pub fn next_due_ms(&self) -> Option<i64> {
+        let deadline = self.engine.state().meta.group_deadline_ms;
+        let retry = if self.engine.outbox().is_empty() {
+            None
+        } else {
+            Some(self.retry_at_ms.unwrap_or(self.deps.clock.now_ms()))
+        };
+        match (deadline, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Applies a silence from the hub: checked, applied through the engine, persisted,
+    /// published, answered.
+    pub async fn apply_silence(&mut self, req: SilenceRequest) {
+        let now = self.deps.clock.now_ms();
+        let max_ms = i64::try_from(control::MAX_SILENCE.as_millis()).unwrap_or(i64::MAX);
+        let result = if req.pattern.trim().is_empty() {
+            Err(ControlError::Invalid("the alert key is empty".into()))
+        } else if req.until_ms <= now {
+            Err(ControlError::Invalid(
+                "the silence would end in the past".into(),
+            ))
+        } else if req.until_ms - now > max_ms {
+            Err(ControlError::Invalid(
+                "a silence lasts at most 7 days".into(),
+            ))
+        } else {
+            match self.silence(&req.pattern, req.until_ms).await {
+                Ok(()) => {
+                    tracing::info!(pattern = %req.pattern, until_ms = req.until_ms, "alerts: silenced");
+                    Ok(())
+                }
+                Err(e) => {
+                    let detail = match &e {
+                        AlertError::Store(s) => s.detail().to_string(),
+                        other => other.to_string(),
+                    };
+                    tracing::warn!(%detail, "alerts: silence not saved: {e}");
+                    Err(ControlError::Store { detail })
+                }
+            }
+        };
+        self.publish();
+        let _ = req.reply.send(result);
+    }
+
+    /// Publishes open alerts, the last probe results and active silences to the hub.
+    fn publish(&self) {
+        let Some(hub) = &self.deps.hub else {
+            return;
+        };
+        let now = self.deps.clock.now_ms();
+        let state = self.engine.state();
+        let open = state
+            .alerts
+            .values()
+            .filter(|a| matches!(a.phase, Phase::Pending | Phase::Firing))
+            .cloned()
+            .collect();
+        let silences = state
+            .meta
+            .silences
+            .iter()
+            .filter(|s| s.until_ms > now)
+            .map(|s| (s.pattern.clone(), s.until_ms))
+            .collect();
+        hub.publish(open, self.last_probes.clone(), silences);
     }
 
     /// Silences keys matching `pattern` until `until_ms`, persisted.
@@ -246,29 +436,32 @@ impl Watcher {
                 }
             }
         }
-        if let Some(feed) = &mut self.events {
-            let layers = &self.service_layers;
-            let resolver = &self.deps.layers;
-            let layer_of = |name: &str| match layers.get(name) {
-                Some(l) => l.clone(),
-                None => resolver(name, &BTreeMap::new()),
-            };
-            while let Ok(ev) = feed.rx.try_recv() {
-                if let Some(o) = self
-                    .interpreter
-                    .interpret(now, &ev, &self.filter, &layer_of)
-                {
-                    obs.push(o);
-                }
+        loop {
+            let batch = self.drain_events(now, None);
+            if batch.is_empty() {
+                break;
             }
-            let cursor = feed.cursor.load(Ordering::SeqCst);
-            if cursor > 0 {
-                self.engine.set_event_cursor(cursor);
-            }
+            obs.extend(batch);
         }
         let runner = &self.probes;
         let results =
             futures::future::join_all(self.cfg.probes.iter().map(|p| runner.run(p, now))).await;
+        self.last_probes = Some(
+            self.cfg
+                .probes
+                .iter()
+                .zip(&results)
+                .map(|(p, o)| ProbeResult {
+                    name: p.name.clone(),
+                    kind: p.kind.as_str().to_string(),
+                    layer: Some(p.layer.clone()),
+                    ok: !o.failing,
+                    severity: o.severity,
+                    summary: o.summary.clone(),
+                    at_ms: now,
+                })
+                .collect(),
+        );
         obs.extend(results);
         obs
     }
@@ -285,6 +478,7 @@ impl Watcher {
             .store
             .save_state(self.engine.state(), &dirty)
             .await?;
+        self.publish();
         Ok(out)
     }
 
@@ -298,8 +492,12 @@ impl Watcher {
         }
         let mut sent = 0;
         let mut acked = Vec::new();
+        let mut retry: Option<i64> = None;
+        let mut later = |t: i64| retry = Some(retry.map_or(t, |r: i64| r.min(t)));
         for (channel, batch) in by_channel {
-            if self.limiter.check_key(&channel).is_err() {
+            if let Err(not_until) = self.limiter.check_key(&channel) {
+                // +1: the governor's clock has millisecond steps.
+                later(not_until.earliest_possible().as_millis() as i64 + 1);
                 continue;
             }
             match self.deps.sink.deliver(channel, &batch).await {
@@ -309,12 +507,19 @@ impl Watcher {
                         if let Err(e) = self.deps.store.record_notification(n).await {
                             tracing::warn!(detail = e.detail(), "alerts: {e}");
                         }
+                        if let Some(hub) = &self.deps.hub {
+                            hub.remember_notification(n.id, n.keys().map(str::to_string).collect());
+                        }
                         acked.push(n.id);
                     }
                 }
-                Err(e) => tracing::warn!(channel, detail = %e.detail, "alerts: {e}"),
+                Err(e) => {
+                    tracing::warn!(channel, detail = %e.detail, "alerts: {e}");
+                    later(self.deps.clock.now_ms() + DELIVERY_RETRY.as_millis() as i64);
+                }
             }
         }
+        self.retry_at_ms = retry;
         if !acked.is_empty() {
             self.engine.ack(&acked);
             self.deps.store.save_state(self.engine.state(), &[]).await?;
@@ -330,56 +535,78 @@ impl Watcher {
         Ok(out)
     }
 
-    /// Runs until `shutdown` turns true: a round every `probe_interval_secs`, delivery
-    /// retries every second in between (rate-limited messages go out as soon as allowed).
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut rounds =
-            tokio::time::interval(Duration::from_secs(self.cfg.probe_interval_secs.max(1)));
-        rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut retries = tokio::time::interval(Duration::from_millis(1000));
-        retries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = rounds.tick() => {
-                    if let Err(e) = self.run_once().await {
-                        tracing::warn!("alerts: round failed: {e}");
-                    }
-                }
-                _ = retries.tick() => {
-                    if !self.engine.outbox().is_empty() {
-                        if let Err(e) = self.deliver().await {
-                            tracing::warn!("alerts: delivery failed: {e}");
-                        }
-                    }
-                }
-                r = shutdown.changed() => {
-                    if r.is_err() || *shutdown.borrow() {
-                        return;
-                    }
-                }
-            }
-        }
+    /// Runs until `shutdown` turns true: a round every `probe_interval_secs`, Docker events
+    /// evaluated as they arrive, delivery at the end of the group wait or as soon as the
+    /// channel governor allows, silence requests from the hub applied in between.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let every = Duration::from_secs(self.cfg.probe_interval_secs.max(1));
+        self.run_every(every, shutdown).await
     }
 
-    /// Like [`Watcher::run`] with the round period given directly (tests), and delivery
-    /// attempted on rounds only.
+    /// Like [`Watcher::run`] with the round period given directly (tests).
     pub async fn run_every(mut self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let hub = self.deps.hub.clone();
+        let mut requests = hub.as_ref().and_then(|h| h.take_requests());
+        if let Some(h) = &hub {
+            h.set_running(true);
+            self.publish();
+        }
         let mut rounds = tokio::time::interval(every);
         rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut events_open = self.events.is_some();
         loop {
+            let wake = self.next_due_ms().map(|due| {
+                let wait = (due - self.deps.clock.now_ms()).max(0) as u64;
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
+            let far = tokio::time::Instant::now() + Duration::from_secs(24 * 3600);
             tokio::select! {
                 _ = rounds.tick() => {
                     if let Err(e) = self.run_once().await {
                         tracing::warn!("alerts: round failed: {e}");
                     }
                 }
+                ev = next_event(&mut self.events), if events_open => match ev {
+                    Some(ev) => {
+                        if let Err(e) = self.on_events(Some(ev)).await {
+                            tracing::warn!("alerts: event evaluation failed: {e}");
+                        }
+                    }
+                    None => events_open = false,
+                },
+                req = next_request(&mut requests), if requests.is_some() => match req {
+                    Some(req) => self.apply_silence(req).await,
+                    None => requests = None,
+                },
+                _ = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => {
+                    if let Err(e) = self.on_timer().await {
+                        tracing::warn!("alerts: delivery failed: {e}");
+                    }
+                }
                 r = shutdown.changed() => {
                     if r.is_err() || *shutdown.borrow() {
-                        return;
+                        break;
                     }
                 }
             }
         }
+        if let Some(h) = &hub {
+            h.set_running(false);
+        }
+    }
+}
+
+async fn next_event(feed: &mut Option<sources::EventFeed>) -> Option<sources::SwarmEvent> {
+    match feed {
+        Some(f) => f.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_request(rx: &mut Option<mpsc::Receiver<SilenceRequest>>) -> Option<SilenceRequest> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -402,11 +629,200 @@ mod tests {
         }
     }
 
+    /// An event feed the test writes to.
+    fn test_feed() -> (mpsc::Sender<sources::SwarmEvent>, sources::EventFeed) {
+        let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
+        let feed = sources::EventFeed {
+            rx,
+            cursor: Arc::new(AtomicI64::new(0)),
+            dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            handle: tokio::spawn(async {}),
+        };
+        (tx, feed)
+    }
+
+    fn exited(service: &str) -> sources::SwarmEvent {
+        sources::SwarmEvent::TaskExited {
+            service: service.into(),
+            exit_code: 1,
+        }
+    }
+
+    async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        for _ in 0..600 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out (30 s) waiting for {what}");
+    }
+
+    fn closed_port() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn alerts_hub_silence_suppresses_the_announcement_and_state_is_published() {
+        let mut cfg = AlertsConfig::with_channel(7);
+        cfg.failure_threshold = 100; // the probe stays pending
+        cfg.group_wait_ms = Some(1_000);
+        cfg.probes = vec![ProbeConfig {
+            name: "closed".into(),
+            kind: ProbeKind::Tcp,
+            target: Some(closed_port()),
+            url: None,
+            layer: "layer_1".into(),
+            severity: Severity::Warning,
+            expect_status: None,
+            timeout_secs: Some(2),
+            server_name: None,
+            warn_days: None,
+            insecure_tls: false,
+            username: None,
+            password: None,
+            bucket: None,
+            region: None,
+        }];
+        let t0 = 1_700_000_000_000;
+        let clock = Arc::new(ManualClock::new(t0));
+        let sink = Arc::new(Recorder::default());
+        let store = Arc::new(MemoryAlertStore::default());
+        let hub = AlertHub::new();
+        assert_eq!(
+            hub.silence("service:a", t0 + 60_000).await,
+            Err(ControlError::NotRunning)
+        );
+        let deps = WatcherDeps {
+            store: store.clone(),
+            sink: sink.clone(),
+            clock: clock.clone(),
+            swarm: None,
+            docker_events: None,
+            layers: Arc::new(|_, _| Some("platform".into())),
+            hub: Some(hub.clone()),
+        };
+        let mut w = Watcher::new(cfg, deps).await.unwrap();
+        let (tx, feed) = test_feed();
+        w.attach_events(feed);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(w.run_every(Duration::from_millis(100), stop_rx));
+
+        eventually("the first round's probe result", || {
+            !hub.probe_results().is_empty()
+        })
+        .await;
+        let p = &hub.probe_results()[0];
+        assert_eq!(
+            (p.name.as_str(), p.kind.as_str(), p.layer.as_deref(), p.ok),
+            ("closed", "tcp", Some("layer_1"), false),
+            "{p:?}"
+        );
+        assert_eq!(p.severity, Severity::Warning);
+        assert_eq!(p.at_ms, t0);
+
+        tx.send(exited("a")).await.unwrap();
+        tx.send(exited("b")).await.unwrap();
+        eventually("both services firing", || {
+            hub.open_alerts()
+                .iter()
+                .filter(|a| a.phase == Phase::Firing)
+                .count()
+                == 2
+        })
+        .await;
+        let open = hub.open_alerts();
+        let probe = open.iter().find(|a| a.key == "probe:closed").unwrap();
+        assert_eq!(probe.phase, Phase::Pending, "pending alerts are open too");
+        assert!(sink.got.lock().unwrap().is_empty(), "inside the group wait");
+
+        let until = t0 + 3_600_000;
+        hub.silence("service:a", until).await.unwrap();
+        assert_eq!(hub.silences(), vec![("service:a".to_string(), until)]);
+        let saved = store.load_state().await.unwrap();
+        assert_eq!(saved.meta.silences.len(), 1, "persisted before the answer");
+        assert_eq!(saved.meta.silences[0].pattern, "service:a");
+        assert!(matches!(
+            hub.silence("service:a", t0 - 1).await,
+            Err(ControlError::Invalid(_))
+        ));
+
+        clock.advance(Duration::from_secs(2)); // past the group wait
+        eventually("the announcement", || !sink.got.lock().unwrap().is_empty()).await;
+        let got = sink.got.lock().unwrap().clone();
+        assert_eq!(got.len(), 1, "{got:?}");
+        let n = &got[0].1[0];
+        assert_eq!(n.kind, NotificationKind::Firing);
+        assert_eq!(n.keys().collect::<Vec<_>>(), ["service:b"], "a is silenced");
+        assert_eq!(
+            hub.notification_keys(n.id),
+            Some(vec!["service:b".to_string()])
+        );
+        assert_eq!(hub.notification_keys(n.id + 1000), None);
+
+        // More exits of the silenced service: still nothing for it.
+        tx.send(exited("a")).await.unwrap();
+        clock.advance(Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(sink
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, ns)| ns.iter().all(|n| n.keys().all(|k| k != "service:a"))));
+
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        assert!(hub.open_alerts().is_empty(), "stopped: nothing published");
+        assert_eq!(
+            hub.silence("service:b", until).await,
+            Err(ControlError::NotRunning)
+        );
+    }
+
+    #[tokio::test]
+    async fn alerts_event_fast_path_fires_a_burst_in_one_message_without_a_round() {
+        let mut cfg = AlertsConfig::with_channel(9);
+        cfg.probe_interval_secs = 3_600; // one round at start, no second one
+        let sink = Arc::new(Recorder::default());
+        let deps = WatcherDeps {
+            store: Arc::new(MemoryAlertStore::default()),
+            sink: sink.clone(),
+            clock: Arc::new(SystemClock),
+            swarm: None,
+            docker_events: None,
+            layers: Arc::new(|_, _| Some("platform".into())),
+            hub: None,
+        };
+        let mut w = Watcher::new(cfg, deps).await.unwrap();
+        let (tx, feed) = test_feed();
+        w.attach_events(feed);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(w.run(stop_rx));
+        tokio::time::sleep(Duration::from_millis(100)).await; // the first round has run
+        for i in 0..20 {
+            tx.send(exited(&format!("svc-{i}"))).await.unwrap();
+        }
+        eventually("the firing message", || {
+            !sink.got.lock().unwrap().is_empty()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let got = sink.got.lock().unwrap().clone();
+        assert_eq!(got.len(), 1, "one message for the burst: {got:?}");
+        let keys: Vec<&str> = got[0].1.iter().flat_map(|n| n.keys()).collect();
+        assert_eq!(keys.len(), 20, "{keys:?}");
+        assert!(got[0].1.iter().all(|n| n.kind == NotificationKind::Firing));
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+
     #[tokio::test]
     async fn alerts_watcher_rate_limits_and_coalesces_per_channel() {
         let mut cfg = AlertsConfig::with_channel(7);
         cfg.failure_threshold = 1;
-        cfg.group_wait_secs = 0;
+        cfg.group_wait_ms = Some(0);
         let clock = Arc::new(ManualClock::new(1_000_000));
         let sink = Arc::new(Recorder::default());
         let store = Arc::new(MemoryAlertStore::default());

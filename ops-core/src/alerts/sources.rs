@@ -6,7 +6,10 @@
 //!   between is backfilled (events at or before the last one seen are skipped). When the
 //!   channel is full events are dropped and counted: the reconciler covers for them.
 //! - [`EventInterpreter`]: events -> [`Observation`]s (task exits with a non-zero code, OOM,
-//!   restart loops = N exits within a window, update paused / rolled back, node down).
+//!   restart loops = N exits within a window, update paused / rolled back, node down). All
+//!   but node down are *decisive* (a failure by themselves: they fire after
+//!   `event_failure_threshold`, not after threshold rounds); a node's state can flap, so
+//!   node down counts like any other failing observation.
 //! - [`reconcile`]: every probe interval, from [`SwarmSnapshot`]: services with fewer running
 //!   than desired tasks or recently failed tasks, paused updates, nodes not ready. A missed
 //!   event cannot hide a failure, and a fixed service produces the good observations that
@@ -296,12 +299,15 @@ impl EventInterpreter {
                     format!("a task exited with code {exit_code}")
                 };
                 let layer = layer_of(service);
-                Some(Observation::failing(
-                    service_key(service),
-                    layer.as_deref(),
-                    Severity::Critical,
-                    summary,
-                ))
+                Some(
+                    Observation::failing(
+                        service_key(service),
+                        layer.as_deref(),
+                        Severity::Critical,
+                        summary,
+                    )
+                    .decisive(),
+                )
             }
             SwarmEvent::Oom { service } => filter.matches(service).then(|| {
                 Observation::failing(
@@ -310,6 +316,7 @@ impl EventInterpreter {
                     Severity::Critical,
                     "a task was killed: out of memory",
                 )
+                .decisive()
             }),
             SwarmEvent::UpdateTrouble { service, state } => filter.matches(service).then(|| {
                 Observation::failing(
@@ -318,6 +325,7 @@ impl EventInterpreter {
                     Severity::Warning,
                     format!("update {}", state.replace('_', " ")),
                 )
+                .decisive()
             }),
             SwarmEvent::NodeDown { node } => Some(Observation::failing(
                 node_key(node),
