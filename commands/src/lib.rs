@@ -287,12 +287,7 @@ pub async fn whoami(ctx: Context<'_>) -> Result<(), Error> {
         .await;
     let why = who.as_ref().err().map(|e| e.to_string());
     let page = render::whoami_page(&me, who.as_ref().map_err(|_| why.as_deref().unwrap_or("")));
-    ctx.send(
-        CreateReply::default()
-            .embed(page.to_embed())
-            .ephemeral(true),
-    )
-    .await?;
+    // Audited before answering, so the row exists once the caller sees the answer.
     ctx.data()
         .ops
         .record(
@@ -305,6 +300,12 @@ pub async fn whoami(ctx: Context<'_>) -> Result<(), Error> {
             started,
         )
         .await;
+    ctx.send(
+        CreateReply::default()
+            .embed(page.to_embed())
+            .ephemeral(true),
+    )
+    .await?;
     Ok(())
 }
 

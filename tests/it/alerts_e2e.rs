@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sprocket_ops_tests::bao::{BaoServer, BaoStorage};
 use sprocket_ops_tests::bot::{BotOptions, TestBot, ALERTS};
 use sprocket_ops_tests::fake_discord::{Message, Response, TestUser};
 use sprocket_ops_tests::probe_servers;
@@ -472,4 +473,41 @@ async fn status_shows_open_alerts_failing_probes_certificates_and_the_worst_colo
     );
     bot.discord.assert_no_violations();
     plain.discord.assert_no_violations();
+}
+
+/// With `[vault]` and no `vault_seal` probe, `/status` asks Vault itself: a sealed Vault is red.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_asks_vault_directly_and_a_sealed_vault_is_red() {
+    let mut bao = BaoServer::start_sealed(BaoStorage::InMemory).await;
+    bao.init(5, 3).await;
+    let token_dir = tempfile::tempdir().unwrap();
+    let token = token_dir.path().join("vault-token");
+    std::fs::write(&token, "not-needed-for-seal-status").unwrap();
+    let bot = TestBot::start_with(BotOptions {
+        extra_config: format!(
+            "\n[vault]\naddress = \"{}\"\ntoken = {{ file = \"{}\" }}\n",
+            bao.url(),
+            token.display()
+        ),
+        ..Default::default()
+    })
+    .await;
+    let vera = bot.person("vera", &["viewer"]).await;
+    let r = bot
+        .discord
+        .invoke(&vera, "status", json!([]))
+        .await
+        .wait_final(T, |r| r.text().contains("Sprocket platform status"))
+        .await
+        .unwrap();
+    let text = r.text();
+    assert!(text.contains("Vault"), "{text}");
+    assert!(text.contains("sealed: 0/3 unseal shares given"), "{text}");
+    assert_eq!(
+        r.messages()[0].embeds[0]["color"].as_u64(),
+        Some(RED),
+        "{text}"
+    );
+    assert!(text.contains("alerts: not running"), "{text}");
+    bot.discord.assert_no_violations();
 }
