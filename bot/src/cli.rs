@@ -145,20 +145,35 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             Ok(())
         }
         Command::Status { json, layer } => {
-            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
             if let Some(l) = layer {
-                ops.check_layer(l).map_err(|m| Exit::new(Exit::USAGE, m))?;
+                ops_core::ops::check_layer(&ops_core::layers::LayerMap::from_config(&cfg), l)
+                    .map_err(|m| Exit::new(Exit::USAGE, m))?;
             }
-            let actor = Actor::cli_from_env();
-            let report = ops
-                .audited(
-                    &actor,
-                    "status",
-                    serde_json::json!({ "layer": layer }),
-                    || async { Ok(ops.status(layer.as_deref()).await) },
-                )
-                .await
-                .map_err(|e| Exit::new(1, e.to_string()))?;
+            let secrets = Secrets::resolve(&cfg, false)?;
+            let started = Instant::now();
+            // The snapshot does not need the database: it is taken while the store opens
+            // and migrates, so the command costs the slower of the two, not their sum.
+            let swarm = ops_core::swarm::docker::DockerSwarm::new(
+                &cfg.docker.host,
+                cfg.docker.timeout_secs,
+            )
+            .map_err(|e| Exit::new(Exit::USAGE, format!("docker.host: {e}: {}", e.detail())))?;
+            let (ops, snapshot) = tokio::join!(
+                build_ops(&cfg, perms, &secrets),
+                ops_core::swarm::SwarmApi::snapshot(&swarm)
+            );
+            let ops = ops?;
+            let report = ops.status_from(snapshot, layer.as_deref());
+            ops.record(
+                &Actor::cli_from_env(),
+                "status",
+                &serde_json::json!({ "layer": layer }),
+                ops_core::audit::Outcome::Ok,
+                None,
+                None,
+                started,
+            )
+            .await;
             if let Some(err) = &report.docker_error {
                 return Err(Exit::new(
                     Exit::UNAVAILABLE,

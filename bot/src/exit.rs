@@ -12,6 +12,8 @@ impl Exit {
     pub const USAGE: i32 = 64;
     /// A required service (Docker, Discord) is unavailable (EX_UNAVAILABLE).
     pub const UNAVAILABLE: i32 = 69;
+    /// The operating system refused something the process needs, e.g. threads (EX_OSERR).
+    pub const OSERR: i32 = 71;
     /// The database cannot be opened or created (EX_CANTCREAT).
     pub const CANTCREAT: i32 = 73;
 

@@ -4,9 +4,31 @@
 use clap::Parser;
 use sprocket_ops::cli::{Cli, LogFormat};
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
+    // `serve` runs the bot on the multi-threaded runtime. The one-shot CLI commands run on
+    // a current-thread runtime: no worker threads to start, and no cross-thread hand-off
+    // for each chunk of a Docker response (what made `logs` slower than `docker service logs`).
+    let runtime = if matches!(cli.command, sprocket_ops::cli::Command::Serve) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sprocket-ops: cannot start the async runtime: {e}");
+            std::process::exit(sprocket_ops::exit::Exit::OSERR);
+        }
+    };
+    runtime.block_on(run(cli));
+}
+
+async fn run(cli: Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,serenity=warn,tracing::span=warn,vaultrs=off")
     });

@@ -141,22 +141,23 @@ impl Ops {
 
     /// Checks a layer name from a user; the error names the closest configured layers.
     pub fn check_layer(&self, layer: &str) -> Result<(), String> {
-        if self.layers.contains(layer) {
-            return Ok(());
-        }
-        let near = crate::layers::closest(layer, self.layers.names());
-        let all: Vec<&str> = self.layers.names().collect();
-        Err(if near.is_empty() {
-            format!("unknown layer `{layer}`; layers are: {}", all.join(", "))
-        } else {
-            format!("unknown layer `{layer}`; did you mean {}?", near.join(", "))
-        })
+        check_layer(&self.layers, layer)
     }
 
     /// `/status` and `sprocket-ops status`: the Swarm by layer. An unreachable engine is part of
     /// the answer, not an error, so the bot keeps answering while Docker is down.
     pub async fn status(&self, layer: Option<&str>) -> StatusReport {
-        match self.swarm.snapshot().await {
+        self.status_from(self.swarm.snapshot().await, layer)
+    }
+
+    /// [`Ops::status`] from a snapshot taken elsewhere (the CLI takes it while the store
+    /// opens).
+    pub fn status_from(
+        &self,
+        snapshot: Result<crate::swarm::SwarmSnapshot, crate::swarm::SwarmError>,
+        layer: Option<&str>,
+    ) -> StatusReport {
+        match snapshot {
             Ok(snap) => StatusReport::build(&snap, &self.layers, layer),
             Err(e) => {
                 let id = new_error_id();
@@ -278,4 +279,18 @@ pub fn new_error_id() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let t = chrono::Utc::now().timestamp_micros() as u64;
     format!("E{:06x}{:02x}", (t ^ (t >> 24)) & 0xff_ffff, n & 0xff)
+}
+
+/// `Ok` when `layer` is configured; else a message naming the closest layers.
+pub fn check_layer(layers: &LayerMap, layer: &str) -> Result<(), String> {
+    if layers.contains(layer) {
+        return Ok(());
+    }
+    let near = crate::layers::closest(layer, layers.names());
+    let all: Vec<&str> = layers.names().collect();
+    Err(if near.is_empty() {
+        format!("unknown layer `{layer}`; layers are: {}", all.join(", "))
+    } else {
+        format!("unknown layer `{layer}`; did you mean {}?", near.join(", "))
+    })
 }

@@ -8,5 +8,6 @@ pub mod bot;
 pub mod env;
 pub mod fake_discord;
 pub mod fake_github;
+pub mod outage;
 pub mod probe_servers;
 pub mod swarm;
