@@ -399,7 +399,8 @@ pub async fn silence(
         until_ms,
         &ctx.author().name,
         &matching(&pattern, &open),
-    );
+    )
+    .redacted(&ops.redactor);
     ctx.send(
         CreateReply::default()
             .embed(page.to_embed())
@@ -422,7 +423,8 @@ async fn list_silences(ctx: Context<'_>) -> Result<(), Error> {
         &control.silences(),
         &control.open_alerts(),
         ops_core::ops::now_ms(),
-    );
+    )
+    .redacted(&ctx.data().ops.redactor);
     ctx.send(
         CreateReply::default()
             .embed(page.to_embed())
@@ -473,6 +475,7 @@ pub async fn handle_silence_click(
         return true;
     }
     let text = silence_click(ctx, data, mci, parsed).await;
+    let text = data.ops.redactor.redact(&text).into_owned();
     if let Err(e) = mci
         .edit_response(
             &ctx.http,

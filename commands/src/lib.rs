@@ -213,6 +213,7 @@ pub async fn status(
     }
     // The first page answers the interaction; further pages are follow-ups.
     for page in render::status_pages(&report, &health) {
+        let page = page.redacted(&ops.redactor);
         ctx.send(CreateReply::default().embed(page.to_embed()))
             .await?;
     }

@@ -8,6 +8,7 @@ use ops_core::audit::{Actor, AuditRecord};
 use ops_core::identity::Principal;
 use ops_core::layers::glob_match;
 use ops_core::permissions::EVERYONE;
+use ops_core::redact::Redactor;
 use ops_core::status::{ServiceStatus, StatusReport};
 use ops_core::swarm::rollout::{RolloutOutcome, RolloutProgress};
 use ops_core::swarm::{display_image, UpdateStarted};
@@ -42,6 +43,23 @@ impl Page {
                 .iter()
                 .map(|(n, v)| n.len() + v.len())
                 .sum::<usize>()
+    }
+
+    /// The page with every text through the redactor (alert summaries and task errors come
+    /// from Docker and probes), still within Discord's limits.
+    pub fn redacted(&self, r: &Redactor) -> Page {
+        let red = |s: &str, max: usize| clip(&r.redact(s), max);
+        Page {
+            title: red(&self.title, 256),
+            description: red(&self.description, 4096),
+            color: self.color,
+            fields: self
+                .fields
+                .iter()
+                .map(|(n, v)| (red(n, 256), red(v, FIELD_VALUE_MAX)))
+                .collect(),
+            footer: red(&self.footer, 2048),
+        }
     }
 
     pub fn to_embed(&self) -> serenity::CreateEmbed {
@@ -308,9 +326,11 @@ pub fn status_pages(report: &StatusReport, health: &HealthView) -> Vec<Page> {
                     &y.key,
                 ))
             });
+            // A silence holds back announcements; it does not make a failure healthy, so a
+            // silenced alert still colours the status (and is marked 🔕).
             for s in &open {
                 level = level.max(match s.phase {
-                    Phase::Firing if !silenced(&s.key) => Level::of_failure(s.severity),
+                    Phase::Firing => Level::of_failure(s.severity),
                     _ => Level::Warn,
                 });
             }
@@ -335,6 +355,18 @@ pub fn status_pages(report: &StatusReport, health: &HealthView) -> Vec<Page> {
                     .collect()
             };
             push_fields(&mut fields, &format!("Open alerts ({})", open.len()), lines);
+            if !active.is_empty() {
+                let mut active = active.clone();
+                active.sort_by_key(|s| s.1);
+                let lines = active
+                    .iter()
+                    .map(|(p, until)| {
+                        let secs = until.div_euclid(1000);
+                        clip(&format!("🔕 `{p}` until <t:{secs}:f> (<t:{secs}:R>)"), 300)
+                    })
+                    .collect();
+                push_fields(&mut fields, &format!("Silences ({})", active.len()), lines);
+            }
 
             for p in a.probes.iter().filter(|p| !p.ok) {
                 level = level.max(Level::of_failure(p.severity));
@@ -856,17 +888,37 @@ mod tests {
             let pages = status_pages(&report(0), &h);
             assert_eq!(pages[0].color, colour, "{case}: {}", text(&pages));
         }
-        // A silenced firing alert is shown (marked), but no longer colours the status red.
+        // A silenced firing alert is marked, and still red: a silence is not a fix.
         let mut h = health(vec![alert("service:a", Phase::Firing, Critical)], vec![]);
         h.alerts.as_mut().unwrap().silences = vec![("service:*".into(), h.now_ms + 1)];
         let pages = status_pages(&report(0), &h);
-        assert_eq!(pages[0].color, YELLOW);
+        assert_eq!(pages[0].color, RED);
         assert!(
             text(&pages).contains("`service:a` firing"),
             "{}",
             text(&pages)
         );
         assert!(text(&pages).contains("🔕"));
+        assert!(
+            text(&pages).contains("Silences (1)\n🔕 `service:*` until <t:1700000100:f>"),
+            "{}",
+            text(&pages)
+        );
+    }
+
+    #[test]
+    fn pages_are_redacted_within_limits() {
+        let r = Redactor::new(["hunter2-secret-value"]);
+        let page = Page {
+            title: "t hunter2-secret-value".into(),
+            description: "d".into(),
+            color: GREEN,
+            fields: vec![("f".into(), "x".repeat(1000) + "hunter2-secret-value")],
+            footer: String::new(),
+        };
+        let p = page.redacted(&r);
+        assert!(!format!("{p:?}").contains("hunter2"), "{p:?}");
+        assert!(p.fields[0].1.len() <= FIELD_VALUE_MAX);
     }
 
     #[test]

@@ -181,6 +181,9 @@ async fn silence_command_silences_a_firing_probe_audited_and_refuses_bad_duratio
             &format!("\"no-such-service-{port}\""),
             &http_probe(&probe, &format!("http://127.0.0.1:{port}/")),
         ),
+        // The shared Swarm's services stay out of this test's platform layer.
+        platform_services: Some(vec![format!("no-such-service-{port}")]),
+        layer_label: Some(format!("sprocket.test.alsil-{port}")),
         ..Default::default()
     })
     .await;
@@ -250,6 +253,30 @@ async fn silence_command_silences_a_firing_probe_audited_and_refuses_bad_duratio
         r.text().contains("Active silences (1)") && r.text().contains("probe:closed-*"),
         "{}",
         r.text()
+    );
+
+    // /status lists the silence and marks the alert; a silence is not a fix, so the failing
+    // probe still colours it red (the layer has no services: only the probe decides).
+    let r = bot
+        .discord
+        .invoke(&vera, "status", json!([opts("layer", "platform")]))
+        .await
+        .wait_final(T, |r| r.text().contains("Sprocket platform status"))
+        .await
+        .unwrap();
+    let text = r.text();
+    assert!(
+        text.contains("Silences (1)") && text.contains("🔕 `probe:closed-*` until <t:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("`{key}` firing")) && text.contains("🔕"),
+        "{text}"
+    );
+    assert_eq!(
+        r.messages()[0].embeds[0]["color"].as_u64(),
+        Some(RED),
+        "silenced is not healthy: {text}"
     );
 
     // Audited: who, which pattern, until when; the viewer's refusal as denied.
