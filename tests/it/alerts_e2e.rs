@@ -11,6 +11,7 @@ use serde_json::json;
 use sprocket_ops_tests::bao::{BaoServer, BaoStorage};
 use sprocket_ops_tests::bot::{BotOptions, TestBot, ALERTS};
 use sprocket_ops_tests::fake_discord::{Message, Response, TestUser};
+use sprocket_ops_tests::fake_github::Failure;
 use sprocket_ops_tests::probe_servers;
 use sprocket_ops_tests::swarm::{TestService, TestSwarm};
 
@@ -536,5 +537,57 @@ async fn status_asks_vault_directly_and_a_sealed_vault_is_red() {
         "{text}"
     );
     assert!(text.contains("alerts: not running"), "{text}");
+    bot.discord.assert_no_violations();
+}
+
+/// The live role check of a silence (command or button) may outlast Discord's 3 s: the fake
+/// enforces the deadline, GitHub answers after 4 s, and both still complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_acknowledges_within_discords_deadline_when_github_is_slow() {
+    let port = closed_port().await;
+    let probe = format!("slowgh-{port}");
+    let key = format!("probe:{probe}");
+    let bot = TestBot::start_with(BotOptions {
+        extra_config: alerts_config(
+            &format!("\"no-such-service-{port}\""),
+            &http_probe(&probe, &format!("http://127.0.0.1:{port}/")),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let olga = bot.person("olga", &["operator"]).await;
+    let firing = alert_message(&bot, &key).await;
+    let button = firing
+        .custom_ids()
+        .into_iter()
+        .find(|c| c.starts_with("alsil:"))
+        .expect("a silence button");
+    bot.discord
+        .set_callback_deadline(Some(Duration::from_secs(3)));
+    bot.github
+        .set_failure(Failure::Hang(Duration::from_secs(4)));
+
+    let r = bot
+        .discord
+        .invoke(
+            &olga,
+            "silence",
+            json!([opts("key", &key), opts("duration", "30m")]),
+        )
+        .await
+        .wait_final(T, |r| r.text().contains("Silenced"))
+        .await
+        .unwrap();
+    assert_eq!(r.kind, 5, "deferred while GitHub is slow");
+    let r = bot
+        .discord
+        .click(&olga, &firing, &button)
+        .await
+        .wait_final(T, |r| r.text().contains("Silenced for 1 h"))
+        .await
+        .unwrap();
+    assert_eq!(r.kind, 5, "the click is deferred at once");
+    assert!(r.ephemeral);
+    bot.github.set_failure(Failure::None);
     bot.discord.assert_no_violations();
 }
