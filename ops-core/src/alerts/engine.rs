@@ -371,8 +371,10 @@ impl Engine {
                     merged.insert(o.key.clone(), o);
                 }
                 Some(m) => {
+                    // Failing beats ok, then severity; of two equal ones the later wins (its
+                    // summary is newer: "restart loop: 10 task exits" after "... 9 ...").
                     let replace = (o.failing && !m.failing)
-                        || (o.failing == m.failing && o.severity > m.severity);
+                        || (o.failing == m.failing && o.severity >= m.severity);
                     let decisive = (o.failing && o.decisive) || (m.failing && m.decisive);
                     if replace {
                         let layer = o.layer.clone().or(m.layer.take());
@@ -867,6 +869,13 @@ mod tests {
             )],
         );
         assert_eq!(seen.len(), 1, "{seen:?}");
+        let later = Observation::failing("svc:a", None, Severity::Critical, "newer");
+        e.tick(1, vec![bad("svc:a", "platform"), later]);
+        assert_eq!(
+            e.state().alerts["svc:a"].summary,
+            "newer",
+            "the later summary wins"
+        );
         // A configured event threshold of 2 needs two decisive failures.
         c.event_failure_threshold = 2;
         let mut e = Engine::new(c);

@@ -10,12 +10,15 @@
 //! | 3 | `status --json` vs `docker service ls`, 50 services         | ratio <= 1.0    |
 //! | 4 | `logs --tail 10000` vs `docker service logs --tail 10000`   | ratio <= 1.2    |
 //! | 5 | Swarm `UpdateStatus.CompletedAt` -> "completed" message      | max < 1 s       |
+//! | 7 | task failure -> alert; 1000-event burst; RSS with alerts (`bench/alerts.rs`) | p50 < 0.5 s, p95 < 2 s; none lost; < 30 MiB |
 //!
 //! Targets are checked here and reported PASS/MISS; nothing is asserted by a timed test. Every
 //! loop is bounded, every network target is 127.0.0.1 (plus the local Docker socket), and every
 //! Swarm service created here carries the test labels plus `sprocket-ops.bench=<id>` so
 //! `scripts/bench.sh` can remove leftovers even if this process is killed.
 #![forbid(unsafe_code)]
+
+mod alerts;
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -1612,6 +1615,36 @@ async fn main() {
             "max < 1 s",
             METHOD_BUMP,
             bench_bump,
+        )
+        .await,
+    );
+    reports.push(
+        run_bench(
+            "7a",
+            "task failure in Swarm → alert request at the fake Discord (50 failures)",
+            "p50 < 0.5 s, p95 < 2 s",
+            alerts::METHOD_LATENCY,
+            alerts::bench_alert_latency,
+        )
+        .await,
+    );
+    reports.push(
+        run_bench(
+            "7b",
+            "burst of 1000 Docker events through the alert event path",
+            "no event lost",
+            alerts::METHOD_BURST,
+            alerts::bench_alert_burst,
+        )
+        .await,
+    );
+    reports.push(
+        run_bench(
+            "7c",
+            "resident memory of `sprocket-ops serve` with the alert watcher on",
+            "VmRSS < 30 MiB",
+            alerts::METHOD_RSS,
+            alerts::bench_alert_rss,
         )
         .await,
     );
