@@ -11,6 +11,7 @@
 //! | 4 | `logs --tail 10000` vs `docker service logs --tail 10000`   | ratio <= 1.2    |
 //! | 5 | Swarm `UpdateStatus.CompletedAt` -> "completed" message      | max < 1 s       |
 //! | 7 | task failure -> alert; 1000-event burst; RSS with alerts (`bench/alerts.rs`) | p50 < 0.5 s, p95 < 2 s; none lost; < 30 MiB |
+//! | 8 | soak: 10,000 interactions against `serve` (`bench/soak.rs`) | 0 unanswered; RSS growth < 5% |
 //!
 //! Targets are checked here and reported PASS/MISS; nothing is asserted by a timed test. Every
 //! loop is bounded, every network target is 127.0.0.1 (plus the local Docker socket), and every
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod alerts;
+mod soak;
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -1645,6 +1647,16 @@ async fn main() {
             "VmRSS < 30 MiB",
             alerts::METHOD_RSS,
             alerts::bench_alert_rss,
+        )
+        .await,
+    );
+    reports.push(
+        run_bench(
+            "8",
+            "soak: 10,000 interactions against `sprocket-ops serve`",
+            "0 unanswered; VmRSS growth < 5% after the warm-up",
+            soak::METHOD,
+            soak::bench_soak,
         )
         .await,
     );
