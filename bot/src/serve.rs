@@ -71,6 +71,7 @@ pub async fn serve(
         },
         // Set in the framework's setup once the alert watcher has started.
         alerts: None,
+        alerts_ended: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     let inflight = Arc::clone(&data.inflight);
     let grace = std::time::Duration::from_secs(cfg.discord.shutdown_grace_secs);
@@ -275,8 +276,18 @@ async fn start_watcher(
     };
     match ops_core::alerts::Watcher::new(cfg, deps).await {
         Ok(w) => {
-            tokio::spawn(w.run(stop));
+            let task = tokio::spawn(w.run(stop));
             tracing::info!("alert watcher started");
+            let ended = Arc::clone(&data.alerts_ended);
+            tokio::spawn(async move {
+                match task.await {
+                    Err(e) if e.is_panic() => tracing::error!(
+                        "the alert watcher crashed: no more alerts; /status says alerts are not running"
+                    ),
+                    _ => tracing::info!("alert watcher stopped"),
+                }
+                ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
             Some(hub)
         }
         Err(e) => {

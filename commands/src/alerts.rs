@@ -319,8 +319,7 @@ async fn autocomplete_alert_key(
 ) -> serenity::CreateAutocompleteResponse {
     let mut keys: Vec<String> = ctx
         .data()
-        .alerts
-        .as_ref()
+        .alert_control()
         .map(|a| a.open_alerts().into_iter().map(|s| s.key).collect())
         .unwrap_or_default();
     keys.sort();
@@ -368,7 +367,7 @@ pub async fn silence(
         ),
     };
     allow_with(ctx, "silence", Access::Change, false).await?;
-    let Some(control) = ctx.data().alerts.clone() else {
+    let Some(control) = ctx.data().alert_control() else {
         return Err(UserError(NOT_RUNNING.into()).into());
     };
     ctx.defer().await?;
@@ -413,7 +412,7 @@ pub async fn silence(
 async fn list_silences(ctx: Context<'_>) -> Result<(), Error> {
     allow_with(ctx, "silence", Access::Read, true).await?;
     let started = Instant::now();
-    let Some(control) = ctx.data().alerts.clone() else {
+    let Some(control) = ctx.data().alert_control() else {
         return Err(UserError(
             "The alert watcher is not running here (no [alerts] configured, or it failed to start): there are no silences.".into(),
         )
@@ -507,7 +506,7 @@ async fn silence_click(
         Ok(None) => return "Link your GitHub account first (/link).".into(),
         Ok(Some(_)) => {}
     }
-    let Some(control) = data.alerts.clone() else {
+    let Some(control) = data.alert_control() else {
         return NOT_RUNNING.into();
     };
     let ids = parsed.unwrap_or_default();

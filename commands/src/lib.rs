@@ -46,6 +46,19 @@ pub struct Data {
     /// The alert watcher (open alerts, probe results, silences), when `[alerts]` is configured
     /// and the watcher started.
     pub alerts: Option<Arc<dyn ops_core::alerts::AlertControl>>,
+    /// Set when the watcher's task has ended (shutdown, or a crash): from then on commands
+    /// treat the watcher as not running rather than show its last state.
+    pub alerts_ended: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Data {
+    /// The alert watcher's handle while its task runs.
+    pub fn alert_control(&self) -> Option<Arc<dyn ops_core::alerts::AlertControl>> {
+        if self.alerts_ended.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        self.alerts.clone()
+    }
 }
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -200,7 +213,7 @@ pub async fn status(
     );
     let report = report?;
     let mut health = render::HealthView {
-        alerts: ctx.data().alerts.as_ref().map(|a| render::AlertsView {
+        alerts: ctx.data().alert_control().map(|a| render::AlertsView {
             open: a.open_alerts(),
             probes: a.probe_results(),
             silences: a.silences(),
@@ -228,8 +241,7 @@ const STATUS_VAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(2)
 async fn status_vault(data: &Data) -> Option<render::VaultView> {
     let api = &data.vault.as_ref()?.api;
     if data
-        .alerts
-        .as_ref()
+        .alert_control()
         .is_some_and(|a| a.probe_results().iter().any(|p| p.kind == "vault_seal"))
     {
         return None;

@@ -236,6 +236,9 @@ fn alert_line(a: &AlertState, silenced: bool) -> String {
         a.severity.as_str(),
         clip(&a.summary.replace('\n', " "), 200)
     );
+    if let Some(root) = &a.held_under {
+        line.push_str(&format!(" (held under `{root}`)"));
+    }
     if silenced {
         line.push_str(" 🔕");
     }
@@ -924,10 +927,13 @@ mod tests {
     #[test]
     fn status_lists_alerts_probes_vault_and_certificates_in_their_fields() {
         use Severity::*;
+        let mut held = alert("service:held", Phase::Firing, Warning);
+        held.held_under = Some("probe:traefik".into());
         let h = health(
             vec![
                 alert("service:pending", Phase::Pending, Critical),
                 alert("service:firing", Phase::Firing, Critical),
+                held,
             ],
             vec![
                 probe("web", "http", false, Critical, "connection refused"),
@@ -950,7 +956,9 @@ mod tests {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_else(|| panic!("no field {name}: {p:?}"))
         };
-        let open = field("Open alerts (2)");
+        let open = field("Open alerts (3)");
+        assert!(open.contains("`service:held` firing"), "{open}");
+        assert!(open.contains("(held under `probe:traefik`)"), "{open}");
         assert!(
             open.find("service:firing").unwrap() < open.find("service:pending").unwrap(),
             "firing first: {open}"
@@ -961,7 +969,7 @@ mod tests {
         assert!(field("Certificates").contains("expires in 3 days"));
         assert!(p
             .description
-            .contains("alerts: 1 firing, 1 pending · probes: 1/3 ok"));
+            .contains("alerts: 2 firing, 1 pending · probes: 1/3 ok"));
         assert!(
             !field("Probes").contains("cert"),
             "tls probes only under Certificates"
