@@ -653,10 +653,18 @@ impl Deployer {
         p.current = None;
         progress(p);
         let expected_tag = req.image_tag.as_deref();
+        let verify_started = Instant::now();
         let verified = tokio::select! {
             v = self.verify(&req.layer, expected_tag, &before) => v,
             _ = cancel.wait() => Err(VerifyError::Cancelled),
         };
+        tracing::info!(
+            deploy_id = %record.id,
+            layer = %req.layer,
+            ok = verified.is_ok(),
+            ms = verify_started.elapsed().as_millis() as u64,
+            "swarm verification finished"
+        );
         match verified {
             Ok(services) => {
                 record.summary["services"] = serde_json::json!(services);

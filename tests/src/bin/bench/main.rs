@@ -10,6 +10,7 @@
 //! | 3 | `status --json` vs `docker service ls`, 50 services         | ratio <= 1.0    |
 //! | 4 | `logs --tail 10000` vs `docker service logs --tail 10000`   | ratio <= 1.2    |
 //! | 5 | Swarm `UpdateStatus.CompletedAt` -> "completed" message      | max < 1 s       |
+//! | 6 | `/deploy` (30 resources) over Pulumi alone (`bench/deploy.rs`) | < max(5%, 200 ms) |
 //! | 7 | task failure -> alert; 1000-event burst; RSS with alerts (`bench/alerts.rs`) | p50 < 0.5 s, p95 < 2 s; none lost; < 30 MiB |
 //! | 8 | soak: 10,000 interactions against `serve` (`bench/soak.rs`) | 0 unanswered; RSS growth < 5% |
 //!
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod alerts;
+mod deploy;
 mod soak;
 
 use std::fmt::Write as _;
@@ -1617,6 +1619,16 @@ async fn main() {
             "max < 1 s",
             METHOD_BUMP,
             bench_bump,
+        )
+        .await,
+    );
+    reports.push(
+        run_bench(
+            "6",
+            "`/deploy platform` (30 resources) overhead over Pulumi alone; message edits during apply",
+            "overhead < max(5%, 200 ms); <= 5 edits per 5 s",
+            deploy::METHOD,
+            deploy::bench_deploy,
         )
         .await,
     );
