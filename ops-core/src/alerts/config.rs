@@ -42,6 +42,15 @@
 //! warn_days = 14
 //!
 //! [[alerts.probes]]
+//! name = "managed-db"
+//! kind = "postgres"
+//! url = "postgres://doadmin@db-postgresql-nyc1.example.com:25060/defaultdb"
+//! password = { env = "DB_PASSWORD" }
+//! sslmode = "verify-full"      # disable | prefer (default) | require | verify-ca | verify-full
+//! ssl_root_cert = "/run/secrets/db-ca.pem"   # the CA to verify against (default: Mozilla roots)
+//! layer = "layer_2"
+//!
+//! [[alerts.probes]]
 //! name = "redis"
 //! kind = "redis"
 //! target = "redis:6379"
@@ -240,6 +249,22 @@ impl ProbeKind {
     }
 }
 
+/// The TLS mode of a Postgres probe, as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgTls {
+    /// Plain TCP only.
+    Disable,
+    /// TLS when the server offers it, else plain (libpq's default).
+    Prefer,
+    /// TLS or fail, without verifying the certificate.
+    Require,
+    /// TLS with the certificate verified against the CA (not the host name).
+    VerifyCa,
+    /// TLS with the certificate and the host name verified.
+    VerifyFull,
+}
+
 /// One `[[alerts.probes]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -273,6 +298,15 @@ pub struct ProbeConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<SecretSource>,
+    /// Postgres: TLS as libpq's `sslmode` (`disable`, `prefer`, `require`, `verify-ca`,
+    /// `verify-full`); overrides the URL's `sslmode`; default `prefer`.
+    #[serde(default)]
+    pub sslmode: Option<PgTls>,
+    /// Postgres: a PEM file with the CA certificate the server is verified against
+    /// (`verify-ca`, `verify-full`; managed databases hand one out). Default: the Mozilla
+    /// roots built in.
+    #[serde(default)]
+    pub ssl_root_cert: Option<String>,
     /// S3: the bucket and the region (default `us-east-1`).
     #[serde(default)]
     pub bucket: Option<String>,
@@ -432,6 +466,18 @@ impl AlertsConfig {
             {
                 return e(&k("bucket"), "an s3 probe needs a valid `bucket`");
             }
+            if p.kind != ProbeKind::Postgres && (p.sslmode.is_some() || p.ssl_root_cert.is_some()) {
+                return e(
+                    &k("sslmode"),
+                    "only postgres probes take `sslmode`/`ssl_root_cert`",
+                );
+            }
+            if p.ssl_root_cert
+                .as_deref()
+                .is_some_and(|c| c.trim().is_empty())
+            {
+                return e(&k("ssl_root_cert"), "give the path of a PEM file");
+            }
             if matches!(p.kind, ProbeKind::Rabbitmq | ProbeKind::S3)
                 && (p.username.is_none() || p.password.is_none())
             {
@@ -483,7 +529,8 @@ mod tests {
             .join("\n");
         let c = parse(&toml);
         c.validate().unwrap();
-        assert_eq!(c.probes.len(), 3);
+        assert_eq!(c.probes.len(), 4);
+        assert_eq!(c.probes[2].sslmode, Some(PgTls::VerifyFull));
         assert_eq!(
             c.routing.channel_for(Some("layer_1"), Severity::Info),
             222222222222222222
@@ -515,6 +562,22 @@ mod tests {
         assert_eq!(parse(&format!("{base}group_wait_ms = 0")).group_wait(), 0);
         let both = parse(&format!("{base}group_wait_ms = 250\ngroup_wait_secs = 1"));
         assert_eq!(both.validate().unwrap_err().0, "alerts.group_wait_secs");
+        let tls_on_redis = parse(&format!(
+            "{base}[[alerts.probes]]\nname = \"r\"\nkind = \"redis\"\ntarget = \"h:1\"\nlayer = \"l\"\nsslmode = \"require\""
+        ));
+        assert_eq!(
+            tls_on_redis.validate().unwrap_err().0,
+            "alerts.probes[0].sslmode"
+        );
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct W {
+            alerts: AlertsConfig,
+        }
+        let bogus = format!(
+            "{base}[[alerts.probes]]\nname = \"p\"\nkind = \"postgres\"\nurl = \"postgres://h/d\"\nlayer = \"l\"\nsslmode = \"sometimes\""
+        );
+        assert!(toml::from_str::<W>(&bogus).is_err(), "unknown sslmode");
         let zero = parse(&format!("{base}event_failure_threshold = 0"));
         assert_eq!(
             zero.validate().unwrap_err().0,

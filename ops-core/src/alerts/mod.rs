@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use governor::{Quota, RateLimiter};
 use tokio::sync::{mpsc, watch};
 
-pub use config::{AlertsConfig, ProbeConfig, ProbeKind, RoutingConfig, Severity};
+pub use config::{AlertsConfig, PgTls, ProbeConfig, ProbeKind, RoutingConfig, Severity};
 pub use control::{AlertControl, AlertHub, ControlError, ProbeResult, SilenceRequest};
 pub use engine::{
     AlertItem, AlertState, Engine, EngineConfig, EngineState, Notification, NotificationKind,
@@ -682,6 +682,8 @@ mod tests {
             insecure_tls: false,
             username: None,
             password: None,
+            sslmode: None,
+            ssl_root_cert: None,
             bucket: None,
             region: None,
         }];

@@ -6,7 +6,7 @@
 //! `graphql` (`{ __typename }` answers JSON with `data`), `tls` (peer certificate read
 //! without trusting it: days to expiry, warning under `warn_days`, failure once expired or
 //! when it is Traefik's default certificate), `tcp`, `postgres` (connect + `SELECT 1`; TLS
-//! mode from the URL's `sslmode`), `redis` (RESP `AUTH` + `PING` -> `+PONG`), `vault_seal`
+//! (rustls) by the probe's `sslmode`, else the URL's, else `prefer`; `ssl_root_cert`), `redis` (RESP `AUTH` + `PING` -> `+PONG`), `vault_seal`
 //! (`/v1/sys/seal-status`: sealed fails), `rabbitmq` (`/api/overview` with basic auth), `s3`
 //! (HEAD of the bucket, signed with AWS SigV4 by hand: [`sigv4_authorization`]).
 
@@ -18,7 +18,7 @@ use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::config::{host_port, ProbeConfig, ProbeKind, Severity};
+use super::config::{host_port, PgTls, ProbeConfig, ProbeKind, Severity};
 use super::engine::Observation;
 
 /// Issuer / subject common name of the certificate Traefik serves when it has no other.
@@ -231,6 +231,19 @@ async fn postgres(p: &ProbeConfig, url: &str) -> ProbeOutcome {
             Err(m) => return ProbeOutcome::Fail(m),
         }
     }
+    if let Some(mode) = p.sslmode {
+        use sqlx::postgres::PgSslMode;
+        opts = opts.ssl_mode(match mode {
+            PgTls::Disable => PgSslMode::Disable,
+            PgTls::Prefer => PgSslMode::Prefer,
+            PgTls::Require => PgSslMode::Require,
+            PgTls::VerifyCa => PgSslMode::VerifyCa,
+            PgTls::VerifyFull => PgSslMode::VerifyFull,
+        });
+    }
+    if let Some(ca) = &p.ssl_root_cert {
+        opts = opts.ssl_root_cert(ca.as_str());
+    }
     let mut conn = match sqlx::PgConnection::connect_with(&opts).await {
         Ok(c) => c,
         Err(e) => return ProbeOutcome::Fail(format!("cannot connect: {}", sqlx_kind(&e))),
@@ -248,6 +261,13 @@ async fn postgres(p: &ProbeConfig, url: &str) -> ProbeOutcome {
 
 fn sqlx_kind(e: &sqlx::Error) -> String {
     match e {
+        // rustls' verdicts reach sqlx as I/O errors of kind InvalidData.
+        sqlx::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData
+                && io.to_string().contains("certificate") =>
+        {
+            "TLS failure: the server's certificate is not trusted".into()
+        }
         sqlx::Error::Io(io) => io_kind(io),
         sqlx::Error::Tls(_) => "TLS failure".into(),
         sqlx::Error::Database(d) => match d.code() {
