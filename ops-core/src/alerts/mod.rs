@@ -277,6 +277,11 @@ impl Watcher {
     ) -> Result<Vec<Notification>, AlertError> {
         let now = self.deps.clock.now_ms();
         let obs = self.drain_events(now, first);
+        if obs.is_empty() {
+            // Only events of unwatched services: nothing to evaluate (the moved event cursor
+            // is saved with the next evaluation).
+            return Ok(Vec::new());
+        }
         let out = self.evaluate(obs).await?;
         self.deliver_due().await?;
         Ok(out)
@@ -547,10 +552,12 @@ impl Watcher {
     pub async fn run_every(mut self, every: Duration, mut shutdown: watch::Receiver<bool>) {
         let hub = self.deps.hub.clone();
         let mut requests = hub.as_ref().and_then(|h| h.take_requests());
-        if let Some(h) = &hub {
+        // Marks the hub stopped when this returns or unwinds.
+        let _running = hub.clone().map(|h| {
             h.set_running(true);
-            self.publish();
-        }
+            StopsHub(h)
+        });
+        self.publish();
         let mut rounds = tokio::time::interval(every);
         rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = self.events.is_some();
@@ -590,9 +597,15 @@ impl Watcher {
                 }
             }
         }
-        if let Some(h) = &hub {
-            h.set_running(false);
-        }
+    }
+}
+
+/// Marks the hub stopped when dropped (the watcher returned, or its task panicked).
+struct StopsHub(Arc<AlertHub>);
+
+impl Drop for StopsHub {
+    fn drop(&mut self) {
+        self.0.set_running(false);
     }
 }
 
