@@ -579,11 +579,10 @@ pub fn rollout_page(
 /// `[#####-----]`.
 pub fn progress_bar(done: u64, total: u64) -> String {
     let width = 10u64;
-    let filled = if total == 0 {
-        width
-    } else {
-        (done.min(total) * width) / total
-    };
+    // An empty total is complete.
+    let filled = (u128::from(done.min(total)) * u128::from(width))
+        .checked_div(u128::from(total))
+        .map_or(width, |f| f as u64);
     format!(
         "`[{}{}]`",
         "#".repeat(filled as usize),
@@ -815,13 +814,14 @@ mod tests {
     fn status_colour_is_the_worst_of_alerts_probes_and_vault() {
         use Severity::*;
         let ok_probe = probe("web", "http", true, Critical, "HTTP 200");
-        let cases: Vec<(
-            &str,
+        type Case = (
+            &'static str,
             Vec<AlertState>,
             Vec<ProbeResult>,
             Option<VaultView>,
             u32,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             ("all fine", vec![], vec![ok_probe.clone()], None, GREEN),
             (
                 "pending",
@@ -1052,6 +1052,21 @@ mod tests {
         assert!(l1.alerts.as_ref().unwrap().open.is_empty());
         assert_eq!(l1.alerts.as_ref().unwrap().probes.len(), 1);
         assert!(l1.vault.is_some());
+    }
+
+    #[test]
+    fn progress_bar_is_bounded_for_any_counts() {
+        for (done, total, filled) in [
+            (0, 0, 10),
+            (0, 5, 0),
+            (1, 2, 5),
+            (3, 2, 10),
+            (u64::MAX, u64::MAX, 10),
+        ] {
+            let bar = progress_bar(done, total);
+            assert_eq!(bar.matches('#').count(), filled, "{done}/{total}: {bar}");
+            assert_eq!(bar.len(), 14, "{bar}");
+        }
     }
 
     #[test]
