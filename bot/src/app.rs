@@ -81,20 +81,35 @@ impl Secrets {
 
 /// Opens the store (creating and migrating it) and sets up the Docker adapter (lazily
 /// connected: an unreachable engine does not stop start-up).
+/// What the [`Ops`] are built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The bot: pooled store connections, every client.
+    Serve,
+    /// One CLI command: one store connection, no Vault client (no CLI command uses Vault).
+    OneShot,
+}
+
 pub async fn build_ops(
     cfg: &Config,
     perms: Permissions,
     secrets: &Secrets,
+    purpose: Purpose,
 ) -> Result<Arc<Ops>, Exit> {
     let redactor = Arc::new(Redactor::new(secrets.values()));
-    let backend = ops_core::store::open(&cfg.database.url, secrets.database_password.as_ref())
-        .await
-        .map_err(|e| {
-            Exit::new(
-                Exit::CANTCREAT,
-                format!("database.url: {}", redactor.redact(&e.to_string())),
-            )
-        })?;
+    let pool = match purpose {
+        Purpose::Serve => None,
+        Purpose::OneShot => Some(1),
+    };
+    let backend =
+        ops_core::store::open_with(&cfg.database.url, secrets.database_password.as_ref(), pool)
+            .await
+            .map_err(|e| {
+                Exit::new(
+                    Exit::CANTCREAT,
+                    format!("database.url: {}", redactor.redact(&e.to_string())),
+                )
+            })?;
     let store = backend.store();
     let swarm = DockerSwarm::new(&cfg.docker.host, cfg.docker.timeout_secs)
         .map_err(|e| Exit::new(Exit::USAGE, format!("docker.host: {e}: {}", e.detail())))?;
@@ -120,6 +135,8 @@ pub async fn build_ops(
         Arc::new(ScaleToZero::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
     );
     let vault: Option<Arc<dyn ops_core::vault::VaultApi>> = match &cfg.vault {
+        // No CLI command talks to Vault; building its HTTP client loads every CA certificate.
+        Some(_) if purpose == Purpose::OneShot => None,
         Some(v) => Some(Arc::new(
             ops_core::vault::VaultClient::new(v)
                 .map_err(|e| Exit::new(Exit::USAGE, format!("vault: {e}")))?,

@@ -14,7 +14,7 @@ use ops_core::swarm::rollout::RolloutOutcome;
 use ops_core::swarm::UpdateStarted;
 use ops_core::{Ops, OpsError};
 
-use crate::app::{build_ops, load_config, Secrets};
+use crate::app::{build_ops, load_config, Purpose, Secrets};
 use crate::exit::Exit;
 
 /// sprocket-ops: operate the Sprocket platform (Swarm, Pulumi layers, Vault) from Discord or here.
@@ -159,7 +159,7 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             )
             .map_err(|e| Exit::new(Exit::USAGE, format!("docker.host: {e}: {}", e.detail())))?;
             let (ops, snapshot) = tokio::join!(
-                build_ops(&cfg, perms, &secrets),
+                build_ops(&cfg, perms, &secrets, Purpose::OneShot),
                 ops_core::swarm::SwarmApi::snapshot(&swarm)
             );
             let ops = ops?;
@@ -188,7 +188,13 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             print_stdout(&out)
         }
         Command::Bump { service, tag } => {
-            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            let ops = build_ops(
+                &cfg,
+                perms,
+                &Secrets::resolve(&cfg, false)?,
+                Purpose::OneShot,
+            )
+            .await?;
             let params = serde_json::json!({ "service": service, "tag": tag });
             change(&ops, "bump", params, || ops.bump(service, tag)).await
         }
@@ -197,7 +203,13 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             replicas,
             break_glass,
         } => {
-            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            let ops = build_ops(
+                &cfg,
+                perms,
+                &Secrets::resolve(&cfg, false)?,
+                Purpose::OneShot,
+            )
+            .await?;
             if *replicas == 0 {
                 let reason = break_glass_reason(break_glass, "scaling to 0")?;
                 let params = serde_json::json!({ "service": service, "break_glass": reason });
@@ -207,7 +219,13 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             change(&ops, "scale", params, || ops.scale(service, *replicas)).await
         }
         Command::Restart { service } => {
-            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            let ops = build_ops(
+                &cfg,
+                perms,
+                &Secrets::resolve(&cfg, false)?,
+                Purpose::OneShot,
+            )
+            .await?;
             let params = serde_json::json!({ "service": service });
             change(&ops, "restart", params, || ops.restart(service)).await
         }
@@ -215,7 +233,13 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             service,
             break_glass,
         } => {
-            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            let ops = build_ops(
+                &cfg,
+                perms,
+                &Secrets::resolve(&cfg, false)?,
+                Purpose::OneShot,
+            )
+            .await?;
             let reason = break_glass_reason(break_glass, "a rollback")?;
             let params = serde_json::json!({ "service": service, "break_glass": reason });
             break_glass_action(&ops, "service_rollback", params).await
@@ -227,7 +251,13 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             grep,
             max_bytes,
         } => {
-            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            let ops = build_ops(
+                &cfg,
+                perms,
+                &Secrets::resolve(&cfg, false)?,
+                Purpose::OneShot,
+            )
+            .await?;
             let query = ops_core::swarm::logs::LogQuery {
                 since: since.map(|age| (ops_core::ops::now_ms() - age) / 1000),
                 tail: Some(*tail),
@@ -264,7 +294,13 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             since,
             limit,
         } => {
-            let ops = build_ops(&cfg, perms, &Secrets::resolve(&cfg, false)?).await?;
+            let ops = build_ops(
+                &cfg,
+                perms,
+                &Secrets::resolve(&cfg, false)?,
+                Purpose::OneShot,
+            )
+            .await?;
             let started = Instant::now();
             let filter = AuditFilter {
                 actor_id: user.clone(),

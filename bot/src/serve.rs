@@ -18,7 +18,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Exit> {
     let secrets = Secrets::resolve(&cfg, true)?;
-    let ops = build_ops(&cfg, perms, &secrets).await?;
+    let ops = build_ops(&cfg, perms, &secrets, crate::app::Purpose::Serve).await?;
     let metrics = Arc::clone(&ops.metrics);
     let gateway_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();

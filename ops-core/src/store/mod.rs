@@ -240,6 +240,16 @@ impl Backend {
 
 /// Opens (creating a SQLite file if needed) and migrates the store named by `url`.
 pub async fn open(url: &str, password: Option<&Secret>) -> Result<Backend, StoreError> {
+    open_with(url, password, None).await
+}
+
+/// [`open`] with at most `max_connections` pooled connections (default 4 for SQLite, 8 for
+/// Postgres). A one-shot CLI command passes 1: one connection opened, migrated and used.
+pub async fn open_with(
+    url: &str,
+    password: Option<&Secret>,
+    max_connections: Option<u32>,
+) -> Result<Backend, StoreError> {
     if url.starts_with("sqlite:") {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::BadUrl(e.to_string()))?
@@ -248,7 +258,7 @@ pub async fn open(url: &str, password: Option<&Secret>) -> Result<Backend, Store
             .busy_timeout(std::time::Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(max_connections.unwrap_or(4).max(1))
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open(format!("{}: {e}", redact_url_password(url))))?;
@@ -264,7 +274,7 @@ pub async fn open(url: &str, password: Option<&Secret>) -> Result<Backend, Store
             opts = opts.password(pw.expose());
         }
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(max_connections.unwrap_or(8).max(1))
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(opts)
             .await
