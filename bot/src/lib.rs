@@ -7,4 +7,5 @@ pub mod app;
 pub mod cli;
 pub mod exit;
 pub mod health;
+pub mod rest_latency;
 pub mod serve;

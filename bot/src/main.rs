@@ -3,6 +3,10 @@
 
 use clap::Parser;
 use sprocket_ops::cli::{Cli, LogFormat};
+use sprocket_ops::rest_latency::RestLatencyLayer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 fn main() {
     let cli = Cli::parse();
@@ -32,13 +36,17 @@ async fn run(cli: Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,serenity=warn,tracing::span=warn,vaultrs=off")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match cli.log_format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.boxed(),
+    };
+    // Logs follow the filter; the Discord REST timing sees serenity's request spans whatever
+    // the log filter says.
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(RestLatencyLayer.with_filter(sprocket_ops::rest_latency::filter()))
+        .init();
     if let Err(e) = sprocket_ops::cli::run(&cli).await {
         eprintln!("sprocket-ops: {e}");
         std::process::exit(e.code);

@@ -20,6 +20,7 @@ pub async fn serve(
     let secrets = Secrets::resolve(&cfg, true)?;
     let ops = build_ops(&cfg, perms, &secrets, crate::app::Purpose::Serve).await?;
     let metrics = Arc::clone(&ops.metrics);
+    crate::rest_latency::record_into(Arc::clone(&metrics));
     let gateway_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     if !cfg.http.listen.is_empty() {

@@ -616,6 +616,13 @@ async fn image_runs_as_a_swarm_service_that_turns_healthy() {
     assert!(metrics.contains(&format!(
         "sprocket_ops_build_info{{version=\"{VERSION}\"}} 1"
     )));
+    // Registering the commands went through Discord's REST API: those requests were timed.
+    let rest_requests: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sprocket_ops_discord_rest_request_duration_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no REST latency count in {metrics}"));
+    assert!(rest_requests > 0, "{metrics}");
     assert_eq!(
         http_get(http_port, "/nope").await.expect("GET /nope").0,
         404
