@@ -181,38 +181,66 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
         reason: String::new(),
     };
     let (progress, mut rx) = watch_progress(&layer);
+    // The deploy runs in a task of its own and starts at once: neither posting the message
+    // nor a slow or failing edit (Discord's latency, a rate-limited bucket, a 5xx) delays
+    // pulumi or the verification, and dropping this command never kills a running pulumi.
+    let mut run = {
+        let deployer = std::sync::Arc::clone(&ops.deployer);
+        let req = req.clone();
+        tokio::spawn(async move { deployer.deploy(&req, progress).await })
+    };
     let first = progress_page(
         &layer,
         image.as_deref(),
         &DeployProgress::new(&layer),
         started,
     );
-    let handle = ctx
+    let handle = match ctx
         .send(CreateReply::default().embed(first.to_embed()))
-        .await?;
-    let run = ops.deployer.deploy(&req, progress);
-    tokio::pin!(run);
+        .await
+    {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(layer = %layer, error = %e, "posting the deploy message failed; the deploy goes on");
+            None
+        }
+    };
     let mut last_edit = Instant::now();
     let mut dirty = false;
-    let result = loop {
+    let mut watching = true;
+    let joined = loop {
         tokio::select! {
             r = &mut run => break r,
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    continue;
+            changed = rx.changed(), if watching => {
+                match changed {
+                    Ok(()) => dirty = true,
+                    Err(_) => watching = false,
                 }
-                dirty = true;
             }
             _ = tokio::time::sleep(EDIT_INTERVAL) => {}
         }
-        if dirty && last_edit.elapsed() >= EDIT_INTERVAL {
+        if let (Some(h), true) = (&handle, dirty && last_edit.elapsed() >= EDIT_INTERVAL) {
             let p = rx.borrow_and_update().clone();
             let page = progress_page(&layer, image.as_deref(), &p, started);
-            handle
+            if let Err(e) = h
                 .edit(ctx, CreateReply::default().embed(page.to_embed()))
-                .await?;
+                .await
+            {
+                tracing::warn!(layer = %layer, error = %e, "a progress edit failed; the deploy goes on");
+            }
             last_edit = Instant::now();
             dirty = false;
+        }
+    };
+    let result = joined.map_err(|e| ops.fail("the deploy stopped unexpectedly", &e))?;
+    // The final page: an edit of the message, or a new one when it could not be posted.
+    let show = |reply: CreateReply| {
+        let handle = handle.as_ref();
+        async move {
+            match handle {
+                Some(h) => h.edit(ctx, reply).await,
+                None => ctx.send(reply).await.map(|_| ()),
+            }
         }
     };
     let params = req.to_params();
@@ -253,9 +281,7 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
                 ],
                 footer: format!("deploy {}", report.record.id),
             };
-            handle
-                .edit(ctx, CreateReply::default().embed(page.to_embed()))
-                .await?;
+            show(CreateReply::default().embed(page.to_embed())).await?;
             ops.record(
                 &actor(ctx),
                 "deploy",
@@ -292,9 +318,7 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
                 fields: vec![],
                 footer: String::new(),
             };
-            handle
-                .edit(ctx, CreateReply::default().embed(page.to_embed()))
-                .await?;
+            show(CreateReply::default().embed(page.to_embed())).await?;
             request_approval(ctx, &who, &action, params, &summary).await
         }
         Err(e) => {
@@ -319,7 +343,7 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
                         .style(serenity::ButtonStyle::Danger),
                 ])]);
             }
-            handle.edit(ctx, reply).await?;
+            show(reply).await?;
             ops.record(
                 &actor(ctx),
                 "deploy",

@@ -1,7 +1,10 @@
 //! `/deploy platform image:v2` end to end: the real bot through the fake Discord drives the
 //! Pulumi stand-in (argv only), which applies the change to the real Swarm; the message follows
 //! the deploy and reports it; a second deploy of the same layer is refused naming the holder;
-//! injected arguments are refused before any process starts; history records the deploy.
+//! injected arguments are refused before any process starts; history records the deploy; a
+//! failed apply shows its redacted diagnostics and its "Request rollback" button rolls back
+//! after a second engineer's approval; a bot killed mid-deploy leaves no stuck lock; a failing
+//! Discord edit never stops a running deploy.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +14,7 @@ use serde_json::json;
 use sprocket_ops_tests::bot::{BotOptions, TestBot, APPROVALS, AUDIT};
 use sprocket_ops_tests::env;
 use sprocket_ops_tests::fake_discord::{Message, Response, TestUser};
+use sprocket_ops_tests::outage::{SwitchProxy, Upstream};
 use sprocket_ops_tests::swarm::{docker_service_ps, ServiceGuard, TestService, TestSwarm};
 
 const T: Duration = Duration::from_secs(120);
@@ -565,5 +569,82 @@ async fn a_bot_killed_mid_deploy_leaves_no_stuck_lock_after_its_restart() {
         r.text()
     );
     assert_running_tag(&guards, "v2");
+    bot.discord.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_discord_edit_never_stops_a_running_deploy() {
+    // 6 s per step: Discord goes away while pulumi applies.
+    let (_swarm, guards, mut bot) = setup("edits", json!({ "step_delay_ms": 6000 })).await;
+    let dana = bot.person("dana", &["deployer"]).await;
+    let vic = bot.person("vic", &["viewer"]).await;
+
+    // The bot's REST calls go through a front this test can take down; the gateway stays up.
+    let fake_url = bot.discord.api_base_url();
+    let fake_addr: std::net::SocketAddr = fake_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the fake's REST address");
+    let front = SwitchProxy::start(Upstream::Tcp(fake_addr)).await;
+    bot.stop().await;
+    let config = std::fs::read_to_string(bot.config_path()).unwrap();
+    let needle = format!("api_base_url = \"{fake_url}\"");
+    assert!(config.contains(&needle), "{config}");
+    std::fs::write(
+        bot.config_path(),
+        config.replace(&needle, &format!("api_base_url = \"{}\"", front.http_url())),
+    )
+    .unwrap();
+    let connections = bot.discord.gateway_connections();
+    bot.restart().await;
+    bot.discord
+        .wait_gateway_connections(connections + 1, T)
+        .await
+        .unwrap();
+
+    let deploy = bot.discord.invoke(&dana, "deploy", deploy_opts("v2")).await;
+    deploy
+        .wait_final(T, |r| r.text().contains("applying"))
+        .await
+        .unwrap();
+    let before = front.accepted();
+    front.down();
+    // Down until the bot has tried Discord again (a progress edit) and failed.
+    for _ in 0..600 {
+        if front.accepted() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        front.accepted() > before,
+        "the bot did not try to edit the deploy message while Discord was down"
+    );
+    front.up();
+
+    let done = deploy
+        .wait_final(T, |r| {
+            r.text().contains(": succeeded") || r.text().contains(": failed")
+        })
+        .await
+        .unwrap();
+    assert!(
+        done.text().contains("Deploy platform: succeeded"),
+        "{}",
+        done.text()
+    );
+    assert_running_tag(&guards, "v2");
+    let locks = bot
+        .discord
+        .invoke(&vic, "locks", json!([]))
+        .await
+        .response(T)
+        .await
+        .unwrap();
+    assert!(
+        locks.text().contains("No layer is locked"),
+        "{}",
+        locks.text()
+    );
     bot.discord.assert_no_violations();
 }
