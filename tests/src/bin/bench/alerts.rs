@@ -73,8 +73,8 @@ As benchmark 2 (release `sprocket-ops serve`, fake Discord and fake GitHub, read
 `[alerts]` watching everything: the Docker events stream, the snapshot reconciler and four \
 probes every second (`probe_interval_secs = 1`: `tcp` and `tls` against a local TLS server \
 started by the benchmark, `http` against the fake GitHub, `postgres` `SELECT 1` against the \
-test Postgres), routed to the alerts channel. VmRSS is read 10 s after the slash commands \
-were registered (about 10 rounds). The target is the idle target of benchmark 2. Caveat: one \
+test Postgres), routed to the alerts channel. In both runs VmRSS is read 10 s after the \
+slash commands were registered (with the watcher: about 10 rounds). The target is the idle target of benchmark 2. Caveat: one \
 sample each; the shared swarm's other services are visible to the reconciler (their count is \
 not controlled).";
 
@@ -536,7 +536,7 @@ layer = "layer_2"
         target = tls.target(),
         pw = pw_path.display(),
     );
-    let baseline = serve_rss("", IDLE_SETTLE)
+    let baseline = serve_rss("", RSS_ROUNDS_WAIT)
         .await
         .context("without [alerts]")?;
     let with = serve_rss(&extra, RSS_ROUNDS_WAIT)
@@ -554,7 +554,7 @@ layer = "layer_2"
         details: vec![
             format!(
                 "without [alerts], {} s after registration: VmRSS {} kB, VmHWM {} kB, {} threads",
-                IDLE_SETTLE.as_secs(),
+                RSS_ROUNDS_WAIT.as_secs(),
                 baseline.0,
                 baseline.1,
                 baseline.2
