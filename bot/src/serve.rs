@@ -268,6 +268,7 @@ async fn start_watcher(
         sink: Arc::new(commands::alerts::DiscordSink {
             http,
             redactor: Arc::clone(&ops.redactor),
+            metrics: Arc::clone(&ops.metrics),
         }),
         clock: Arc::new(ops_core::alerts::SystemClock),
         swarm: Some(Arc::clone(&ops.swarm)),

@@ -40,6 +40,8 @@ const UNKNOWN_ALERT: &str = "This alert is no longer known (it is too old, or th
 pub struct DiscordSink {
     pub http: Arc<serenity::Http>,
     pub redactor: Arc<Redactor>,
+    /// Counts every alert announced (`sprocket_ops_alerts_total{severity}`).
+    pub metrics: Arc<ops_core::metrics::Metrics>,
 }
 
 /// The silence button's custom id for the firing/reminder notifications of one message: as
@@ -112,10 +114,19 @@ impl AlertSink for DiscordSink {
         serenity::ChannelId::new(channel)
             .send_message(&self.http, message)
             .await
-            .map(|_| ())
             .map_err(|e| SinkError {
                 detail: e.to_string(),
-            })
+            })?;
+        // Counted once posted: a failed post is retried by the watcher and counted then.
+        for n in notifications
+            .iter()
+            .filter(|n| n.kind == NotificationKind::Firing)
+        {
+            for a in n.alerts.iter().chain(&n.held) {
+                self.metrics.alert(a.severity.as_str());
+            }
+        }
+        Ok(())
     }
 }
 

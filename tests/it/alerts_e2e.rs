@@ -124,6 +124,13 @@ async fn a_crashing_service_raises_one_alert_and_its_fix_one_resolved_message() 
         "{}",
         firing.text()
     );
+    assert!(
+        bot.metric("sprocket_ops_alerts_total{severity=\"critical\"}")
+            .await
+            >= 1.0,
+        "the announced alert is counted: {}",
+        bot.metrics().await
+    );
 
     // Fix it: the same service on the good image.
     let docker = swarm.docker();

@@ -30,6 +30,8 @@ pub struct TestBot {
     pub permissions: Permissions,
     running: Option<(Option<oneshot::Sender<()>>, JoinHandle<()>)>,
     next_id: AtomicU64,
+    /// `[http] listen`: a port picked free at start (kept across restarts).
+    http_addr: std::net::SocketAddr,
 }
 
 /// How to start a bot.
@@ -82,6 +84,9 @@ impl TestBot {
         std::fs::write(dir.path().join("permissions.toml"), &perms_text).unwrap();
         std::fs::write(dir.path().join("discord-token"), "test-discord-token").unwrap();
         std::fs::write(dir.path().join("github-token"), github.org_token()).unwrap();
+        let http_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port for [http] listen");
         let config = format!(
             r#"permissions_file = "permissions.toml"
 layer_order = ["layer_1", "layer_2", "platform"]
@@ -99,7 +104,7 @@ token = {{ file = "{dir}/discord-token" }}
 url = "sqlite://{dir}/ops.db"
 
 [http]
-listen = "127.0.0.1:0"
+listen = "{http_addr}"
 
 [docker]
 layer_label = "{layer_label}"
@@ -132,6 +137,7 @@ services = {platform_services}
 timeout_secs = 300
 {extra}"#,
             guild = FakeDiscord::GUILD_ID,
+            http_addr = http_addr,
             discord_url = discord.api_base_url(),
             dir = dir.path().display(),
             gh_api = github.api_base_url(),
@@ -170,9 +176,37 @@ timeout_secs = 300
             permissions,
             running: None,
             next_id: AtomicU64::new(1),
+            http_addr,
         };
         bot.launch().await;
         bot
+    }
+
+    /// `GET /metrics` of the running bot (Prometheus text).
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.http_addr);
+        reqwest::get(&url)
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
+    /// The value of one sample of `/metrics` (`name{labels}` exactly as rendered), 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
     }
 
     pub fn config_path(&self) -> PathBuf {
