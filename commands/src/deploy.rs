@@ -167,6 +167,14 @@ fn progress_page(layer: &str, tag: Option<&str>, p: &DeployProgress, started: In
     }
 }
 
+/// Waits before each new attempt to post a deploy's final report.
+const FINAL_RETRIES: [std::time::Duration; 4] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(3),
+    std::time::Duration::from_secs(8),
+    std::time::Duration::from_secs(20),
+];
+
 async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> Result<(), Error> {
     let who = allow(ctx, "deploy", Access::Change)
         .await?
@@ -221,25 +229,47 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
         }
         if let (Some(h), true) = (&handle, dirty && last_edit.elapsed() >= EDIT_INTERVAL) {
             let p = rx.borrow_and_update().clone();
-            let page = progress_page(&layer, image.as_deref(), &p, started);
-            if let Err(e) = h
-                .edit(ctx, CreateReply::default().embed(page.to_embed()))
-                .await
-            {
-                tracing::warn!(layer = %layer, error = %e, "a progress edit failed; the deploy goes on");
-            }
-            last_edit = Instant::now();
             dirty = false;
+            // An ending phase is the final report's to show (it follows at once), never a
+            // progress page's: "succeeded" without the report would mislead.
+            if !matches!(
+                p.phase,
+                DeployPhase::Succeeded
+                    | DeployPhase::Failed
+                    | DeployPhase::Cancelled
+                    | DeployPhase::AwaitingApproval
+            ) {
+                let page = progress_page(&layer, image.as_deref(), &p, started);
+                if let Err(e) = h
+                    .edit(ctx, CreateReply::default().embed(page.to_embed()))
+                    .await
+                {
+                    tracing::warn!(layer = %layer, error = %e, "a progress edit failed; the deploy goes on");
+                }
+                last_edit = Instant::now();
+            }
         }
     };
     let result = joined.map_err(|e| ops.fail("the deploy stopped unexpectedly", &e))?;
-    // The final page: an edit of the message, or a new one when it could not be posted.
+    // The final page: an edit of the message, or a new one when it could not be posted;
+    // retried for about half a minute when Discord fails (the interaction token lives 15 min).
     let show = |reply: CreateReply| {
         let handle = handle.as_ref();
+        let layer = layer.clone();
         async move {
-            match handle {
-                Some(h) => h.edit(ctx, reply).await,
-                None => ctx.send(reply).await.map(|_| ()),
+            let mut attempt = 0;
+            loop {
+                let sent = match handle {
+                    Some(h) => h.edit(ctx, reply.clone()).await,
+                    None => ctx.send(reply.clone()).await.map(|_| ()),
+                };
+                let Err(e) = sent else { return Ok(()) };
+                let Some(wait) = FINAL_RETRIES.get(attempt) else {
+                    return Err(e);
+                };
+                tracing::warn!(layer = %layer, error = %e, "posting the deploy's final report failed; retrying in {wait:?}");
+                tokio::time::sleep(*wait).await;
+                attempt += 1;
             }
         }
     };

@@ -3,12 +3,13 @@
 //! the deploy and reports it; a second deploy of the same layer is refused naming the holder;
 //! injected arguments are refused before any process starts; history records the deploy; a
 //! failed apply shows its redacted diagnostics and its "Request rollback" button rolls back
-//! after a second engineer's approval; a bot killed mid-deploy leaves no stuck lock; a failing
-//! Discord edit never stops a running deploy.
+//! after a second engineer's approval; a bot killed mid-deploy leaves no stuck lock; Discord
+//! failing mid-deploy neither stops the deploy nor loses its final report.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ops_core::deploy::DeployState;
 use ops_core::redact::MASK;
 use serde_json::json;
 use sprocket_ops_tests::bot::{BotOptions, TestBot, APPROVALS, AUDIT};
@@ -94,10 +95,8 @@ fn deploy_opts(tag: &str) -> serde_json::Value {
 async fn deploy_platform_image_v2_sets_the_tag_applies_verifies_and_reports() {
     let (_swarm, guards, bot) = setup("v2", json!({})).await;
     let dev = bot.person("dana", &["deployer"]).await;
-    let r = bot
-        .discord
-        .invoke(&dev, "deploy", deploy_opts("v2"))
-        .await
+    let deploy = bot.discord.invoke(&dev, "deploy", deploy_opts("v2")).await;
+    let r = deploy
         .wait_final(T, |r| {
             r.text().contains("succeeded") || r.text().contains("failed")
         })
@@ -108,6 +107,16 @@ async fn deploy_platform_image_v2_sets_the_tag_applies_verifies_and_reports() {
         text.contains("Deploy platform: succeeded") && text.contains("main → v2"),
         "{text}"
     );
+    // No progress page ever claimed the ending: that is the final report's alone.
+    let premature: Vec<String> = bot
+        .discord
+        .requests()
+        .into_iter()
+        .filter(|q| q.path.contains(deploy.token()))
+        .filter_map(|q| q.body.map(|b| b.to_string()))
+        .filter(|b| b.contains(r#""name":"Phase""#) && b.contains(r#""value":"succeeded""#))
+        .collect();
+    assert!(premature.is_empty(), "{premature:?}");
     let yaml = std::fs::read_to_string(bot.dir.path().join("platform/Pulumi.prod.yaml")).unwrap();
     assert!(yaml.contains("image-tag: v2"), "{yaml}");
     for g in &guards {
@@ -573,7 +582,7 @@ async fn a_bot_killed_mid_deploy_leaves_no_stuck_lock_after_its_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_discord_edit_never_stops_a_running_deploy() {
+async fn discord_failing_mid_deploy_neither_stops_it_nor_loses_its_final_report() {
     // 6 s per step: Discord goes away while pulumi applies.
     let (_swarm, guards, mut bot) = setup("edits", json!({ "step_delay_ms": 6000 })).await;
     let dana = bot.person("dana", &["deployer"]).await;
@@ -619,6 +628,31 @@ async fn a_failing_discord_edit_never_stops_a_running_deploy() {
     assert!(
         front.accepted() > before,
         "the bot did not try to edit the deploy message while Discord was down"
+    );
+    // Still down when the deploy ends: it ends all the same, and its report waits for Discord.
+    let store = ops_core::store::connect(&bot.database_url(), None)
+        .await
+        .unwrap();
+    let mut ended = None;
+    for _ in 0..1200 {
+        let last = store.list_deploys(Some("platform"), 1).await.unwrap();
+        if let Some(d) = last.first().filter(|d| d.state != DeployState::Running) {
+            ended = Some(d.state);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ended, Some(DeployState::Succeeded), "the deploy went on");
+    let tried = front.accepted();
+    for _ in 0..600 {
+        if front.accepted() > tried {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        front.accepted() > tried,
+        "the bot did not retry its final report while Discord was down"
     );
     front.up();
 

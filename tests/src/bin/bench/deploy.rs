@@ -70,9 +70,8 @@ verification finished`), captured in this process on the same monotonic clock as
 Swarm's time, not pulumi's, and reported apart) − (Pulumi alone: config set + preview + up). It therefore includes the \
 acknowledgement, authorisation, the lock, the Swarm snapshot, the extra `pulumi config get`, \
 event-log tailing, the store writes and the final Discord edit. Target: overhead < max(5% of \
-Pulumi alone, 200 ms) in every run. **Edits**: PATCH requests to the deploy message (a follow-up of the deferred interaction, \
-edited through the interaction's webhook token: the same rate-limit bucket as `@original`) \
-seen by the fake Discord between `pulumi up` starting and exiting, per \
+Pulumi alone, 200 ms) in every run. **Edits**: PATCH requests to the deploy message (the interaction's response, edited \
+through its webhook token) seen by the fake Discord between `pulumi up` starting and exiting, per \
 minute of apply; also the most edits in any 5 s window of the whole deploy, against \
 Discord's limit of 5 per 5 s per webhook. Caveats: one machine with 2 cores shared by the \
 bot, the fake Discord, the stand-in and the Docker engine; process start-up of the stand-in \
@@ -547,8 +546,9 @@ async fn measure(
 }
 
 fn edits_of(requests: &[RecordedRequest], token: &str) -> Vec<Instant> {
-    // poise sends the deploy message as a follow-up of the deferred interaction, so the edits
-    // are PATCHes of `/webhooks/<app>/<token>/messages/<id>` (or `@original`).
+    // The deploy message is the first follow-up of the deferred interaction (which Discord
+    // shows in place of the original response): its edits are PATCHes of
+    // `/webhooks/<app>/<token>/messages/<id>` (or `@original`).
     requests
         .iter()
         .filter(|q| q.method == "PATCH" && q.path.contains(&format!("/{token}/messages/")))
