@@ -142,8 +142,8 @@ fn capture() -> Option<Arc<Mutex<Vec<Ev>>>> {
     CAPTURE
         .get_or_init(|| {
             let events = Arc::new(Mutex::new(Vec::new()));
-            let capture = Capture(events.clone())
-                .with_filter(tracing_subscriber::filter::filter_fn(|m| wanted(m)));
+            let capture =
+                Capture(events.clone()).with_filter(tracing_subscriber::filter::filter_fn(wanted));
             // For investigating a result: `SPROCKET_BENCH_TRACE=ops_core=debug,commands=debug`
             // prints those events (with timestamps) on stderr too.
             let trace = std::env::var("SPROCKET_BENCH_TRACE")
@@ -509,7 +509,7 @@ async fn measure(
         let group: Vec<&(u64, f64, Duration)> = results.iter().filter(|r| r.0 == d).collect();
         let mut o: Vec<f64> = group.iter().map(|r| r.1).collect();
         o.sort_by(|a, b| a.total_cmp(b));
-        let med_o = if o.len() % 2 == 1 {
+        let med_o = if !o.len().is_multiple_of(2) {
             o[o.len() / 2]
         } else {
             (o[o.len() / 2 - 1] + o[o.len() / 2]) / 2.0
@@ -609,9 +609,7 @@ async fn one_deploy(
     let first_message = requests
         .iter()
         .filter(|q| {
-            q.method == "POST"
-                && q.path.contains(&format!("/webhooks/"))
-                && q.path.contains(i.token())
+            q.method == "POST" && q.path.contains("/webhooks/") && q.path.contains(i.token())
         })
         .map(|q| q.at)
         .min();
