@@ -243,6 +243,20 @@ async fn pulumi(
     Ok(took)
 }
 
+/// The latest `UpdateStatus.CompletedAt` of the services (None if one has none).
+async fn last_completed(
+    swarm: &TestSwarm,
+    guards: &[ServiceGuard],
+) -> Option<std::time::SystemTime> {
+    let mut last = None;
+    for g in guards {
+        let s = swarm.inspect(g.name()).await.ok()?;
+        let done = crate::bollard_time(&s.update_status?.completed_at)?;
+        last = last.max(Some(done));
+    }
+    last
+}
+
 async fn converge(swarm: &TestSwarm, guards: &[ServiceGuard]) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let waits = guards
@@ -291,6 +305,8 @@ struct Bot {
     apply: Option<Duration>,
     /// `up` exited → `swarm verification finished`: the Swarm converging (not pulumi's time).
     verify: Option<Duration>,
+    /// When the verification finished.
+    verified_at: Option<Instant>,
     /// Verification finished → the final edit received by the fake Discord (store writes, lock
     /// release, the report).
     report: Option<Duration>,
@@ -367,6 +383,9 @@ async fn measure(
         warm.before_pulumi.map(ms).unwrap_or_else(|| "?".into())
     ));
     log(details.last().unwrap());
+    // This process's monotonic clock to wall-clock time (the engine's, same machine).
+    let (i0, s0) = (Instant::now(), std::time::SystemTime::now());
+    let wall = |at: Instant| s0 + at.saturating_duration_since(i0);
     let mut edit_rates = Vec::new();
     let mut max_window = 0;
     for (run, &delay) in runs().iter().enumerate() {
@@ -413,6 +432,16 @@ async fn measure(
 
         // 2. sprocket-ops, back to `main`.
         let b = one_deploy(&bot, &dev, "main", events.as_ref()).await?;
+        // The Swarm's own end of the rollouts (the latest `UpdateStatus.CompletedAt`, the
+        // engine's clock) against the end of the bot's verification (this process's clock).
+        let swarm_done = last_completed(swarm, guards).await;
+        let verify_lag = match (swarm_done, b.verified_at) {
+            (Some(done), Some(v)) => format!(
+                "; verification ended {:+.0} ms after the last Swarm rollout completed",
+                crate::signed_ms(wall(v), done)
+            ),
+            _ => String::new(),
+        };
         converge(swarm, guards).await?;
 
         let pulumi_alone = alone.total();
@@ -447,7 +476,7 @@ async fn measure(
              then the Swarm converged in {:.1} s) | /deploy {}: request → deferred {}, → deploy \
              message posted {}, → first pulumi {}, \
              config get/set + preview {} (processes {}), → up {}, up {} (runner), verify {}, \
-             → final edit {} | {line}",
+             → final edit {}{verify_lag} | {line}",
             run + 1,
             ms(pulumi_alone),
             ms(alone.set),
@@ -624,6 +653,7 @@ async fn one_deploy(
         gap: None,
         apply: None,
         verify: None,
+        verified_at: None,
         report: None,
         apply_edits: None,
         max_edits_5s,
@@ -677,6 +707,7 @@ async fn one_deploy(
     }
     if let (Some(u), Some(v)) = (up_done, verified) {
         b.verify = Some(v.saturating_duration_since(u));
+        b.verified_at = Some(v);
         b.report = Some(final_at.saturating_duration_since(v));
     }
     Ok(b)
