@@ -75,7 +75,10 @@ through its webhook token) seen by the fake Discord between `pulumi up` starting
 minute of apply; also the most edits in any 5 s window of the whole deploy, against \
 Discord's limit of 5 per 5 s per webhook. Caveats: one machine with 2 cores shared by the \
 bot, the fake Discord, the stand-in and the Docker engine; process start-up of the stand-in \
-(a debug or release build, whichever was found) is part of both halves.";
+(a debug or release build, whichever was found) is part of both halves. How late the \
+verification notices the Swarm's end is reported per run: its end against the latest \
+`UpdateStatus.CompletedAt` of the 30 services (engine clock; this process's monotonic clock \
+converted with one (Instant, SystemTime) pair; the deployer polls every second).";
 
 // ------------------------------------------------------------------------------------------
 // The bot's timeline, from its tracing events
