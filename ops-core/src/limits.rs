@@ -4,7 +4,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
@@ -20,19 +20,17 @@ pub enum Budget {
 }
 
 /// The limiters.
-pub struct RateLimits<C: Clock = DefaultClock> {
+pub struct RateLimits<C: Clock = MonotonicClock> {
     commands: Keyed<C>,
     destructive: Keyed<C>,
     clock: C,
 }
 
-impl RateLimits<DefaultClock> {
+impl RateLimits<MonotonicClock> {
+    /// On the std monotonic clock: governor's default (quanta) calibrates the TSC when it is
+    /// created, which cost a one-shot CLI command milliseconds for nothing.
     pub fn new(commands_per_minute: u32, destructive_per_hour: u32) -> Self {
-        RateLimits::with_clock(
-            commands_per_minute,
-            destructive_per_hour,
-            DefaultClock::default(),
-        )
+        RateLimits::with_clock(commands_per_minute, destructive_per_hour, MonotonicClock)
     }
 }
 
