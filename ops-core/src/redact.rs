@@ -233,6 +233,20 @@ mod tests {
     }
 
     #[test]
+    fn a_token_glued_to_a_non_ascii_letter_is_still_masked() {
+        let r = Redactor::default();
+        for input in [
+            "éghp_abcdefghijklmnopqrstuvwxyz0123",
+            "ähvs.CAESIJ0abcdefghijklmnopqrstuv",
+            "ü Bearer abcdefghijklmnop1234",
+        ] {
+            let out = r.redact(input);
+            assert!(out.contains(MASK), "{input} -> {out}");
+            assert!(!out.contains("abcdefghijklmnop"), "{input} -> {out}");
+        }
+    }
+
+    #[test]
     fn plain_text_is_untouched_and_borrowed() {
         let r = Redactor::new(["longsecretvalue"]);
         let s = "prod-sprocket-web 2/2 sprocket-web:main";
