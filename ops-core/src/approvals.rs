@@ -113,6 +113,16 @@ pub trait ActionExecutor: Send + Sync {
     async fn digest(&self, params: &serde_json::Value) -> Result<String, OpsError>;
     /// Runs the action; the summary is safe to show.
     async fn execute(&self, params: &serde_json::Value) -> Result<String, OpsError>;
+    /// Runs an approved request; `approvers` are the GitHub logins that approved it (an
+    /// executor that records who approved, like layer deploys, overrides this).
+    async fn execute_approved(
+        &self,
+        params: &serde_json::Value,
+        approvers: &[String],
+    ) -> Result<String, OpsError> {
+        let _ = approvers;
+        self.execute(params).await
+    }
 }
 
 /// Why a click or request was refused; the text is safe to show to the person.
@@ -456,7 +466,15 @@ impl Approvals {
             .await?;
             return Ok(Executed::Void);
         }
-        match executor.execute(&req.params).await {
+        let approvers: Vec<String> = self
+            .store
+            .list_votes(id)
+            .await?
+            .into_iter()
+            .filter(|(_, d)| *d == Decision::Approve)
+            .map(|(login, _)| login)
+            .collect();
+        match executor.execute_approved(&req.params, &approvers).await {
             Ok(summary) => {
                 self.finish(id, ApprovalState::Done, &summary).await?;
                 Ok(Executed::Done(summary))

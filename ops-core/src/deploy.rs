@@ -1377,6 +1377,14 @@ impl ActionExecutor for LayerDeployExecutor {
     }
 
     async fn execute(&self, params: &serde_json::Value) -> Result<String, OpsError> {
+        self.execute_approved(params, &[]).await
+    }
+
+    async fn execute_approved(
+        &self,
+        params: &serde_json::Value,
+        approvers: &[String],
+    ) -> Result<String, OpsError> {
         let (req, key) = Self::request(params)?;
         let expected = params
             .get("digest")
@@ -1392,11 +1400,24 @@ impl ActionExecutor for LayerDeployExecutor {
                 summary: "void: no approved preview to compare with".into(),
                 error_id: new_error_id(),
             })?;
-        match self
+        let result = self
             .deployer
             .deploy_approved(&req, &expected, self.progress.clone())
-            .await
-        {
+            .await;
+        // `/history` names who approved (the break-glass CLI path has no approver).
+        let ran = match &result {
+            Ok(DeployOutcome::Succeeded(r)) => Some(r.record.id.clone()),
+            Err(DeployError::UpdateFailed { deploy_id, .. })
+            | Err(DeployError::Cancelled { deploy_id, .. })
+            | Err(DeployError::VerifyFailed { deploy_id, .. }) => Some(deploy_id.clone()),
+            _ => None,
+        };
+        if let (Some(id), false) = (ran, approvers.is_empty()) {
+            if let Err(e) = self.deployer.set_approver(&id, &approvers.join(", ")).await {
+                tracing::warn!(deploy_id = %id, "recording the approver failed: {e}");
+            }
+        }
+        match result {
             Ok(DeployOutcome::Succeeded(r)) => Ok(format!(
                 "deployed `{}`{} (deploy {}): {}; {} service(s) converged",
                 req.layer,

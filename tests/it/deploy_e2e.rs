@@ -402,6 +402,10 @@ async fn a_failed_apply_shows_redacted_diagnostics_and_its_rollback_button_rolls
         "the rollback is the newest deploy: {lines:?}"
     );
     assert!(
+        lines[0].contains("approved by pat"),
+        "history names who approved: {lines:?}"
+    );
+    assert!(
         lines[1].contains("failed") && lines[1].contains("v2 → main"),
         "{lines:?}"
     );
