@@ -11,7 +11,8 @@
 #      Discord), GNU time (`apt-get install -y time` when missing: peak RSS of `logs`)
 #   2. the node becomes a single-node Swarm manager when it is not one
 #   3. the FROM-scratch test images (scripts/build-test-images.sh)
-#   4. release builds of `sprocket-ops` and of the benchmark program (tests/src/bin/bench/main.rs)
+#   4. release builds of `sprocket-ops`, of the benchmark program (tests/src/bin/bench/main.rs)
+#      and of the pulumi stand-in (benchmark 6 runs it on both sides)
 #   5. runs the benchmark with SPROCKET_OPS_BIN = the release `sprocket-ops`; services it
 #      creates are labelled sprocket-ops.bench=<id> and removed on exit even if it is killed
 # Exit code: 0 when every benchmark measured (a MISS is a result, not a failure), 1 when one
@@ -70,7 +71,8 @@ bash "$ROOT/scripts/build-test-images.sh"
 # --- 4. release build ----------------------------------------------------------------------
 step "4. cargo build --release"
 build_start=$SECONDS
-cargo build --release -p sprocket-ops -p sprocket-ops-tests --bin sprocket-ops --bin bench
+cargo build --release -p sprocket-ops -p sprocket-ops-tests -p pulumi-standin \
+    --bin sprocket-ops --bin bench --bin pulumi
 echo "release build: $((SECONDS - build_start)) s"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
@@ -78,7 +80,9 @@ SPROCKET_OPS_BIN="$TARGET_DIR/release/sprocket-ops"
 BENCH_BIN="$TARGET_DIR/release/bench"
 [ -x "$SPROCKET_OPS_BIN" ] || die "$SPROCKET_OPS_BIN was not built"
 [ -x "$BENCH_BIN" ] || die "$BENCH_BIN was not built"
-export SPROCKET_OPS_BIN
+SPROCKET_TEST_PULUMI="$TARGET_DIR/release/pulumi"
+[ -x "$SPROCKET_TEST_PULUMI" ] || die "$SPROCKET_TEST_PULUMI (the pulumi stand-in) was not built"
+export SPROCKET_OPS_BIN SPROCKET_TEST_PULUMI
 
 # --- 5. benchmarks -------------------------------------------------------------------------
 step "5. benchmarks"
@@ -95,6 +99,7 @@ cleanup() {
 }
 trap cleanup EXIT
 echo "SPROCKET_OPS_BIN=$SPROCKET_OPS_BIN"
+echo "SPROCKET_TEST_PULUMI=$SPROCKET_TEST_PULUMI"
 echo "SPROCKET_TEST_IMAGE=$SPROCKET_TEST_IMAGE"
 echo "SPROCKET_BENCH_ID=$SPROCKET_BENCH_ID"
 echo "nproc $(nproc), load average $(cut -d' ' -f1-3 /proc/loadavg)"
