@@ -150,13 +150,17 @@ pub async fn build_ops(
         );
     }
     let pulumi = ops_core::pulumi::PulumiRunner::new(&cfg.pulumi, Arc::clone(&redactor));
-    let deployer = Arc::new(ops_core::deploy::Deployer::new(
-        cfg,
-        Arc::new(pulumi),
-        Arc::clone(&store),
-        Arc::clone(&swarm),
-        Arc::clone(&redactor),
-    ));
+    let metrics = Arc::new(ops_core::metrics::Metrics::new());
+    let deployer = Arc::new(
+        ops_core::deploy::Deployer::new(
+            cfg,
+            Arc::new(pulumi),
+            Arc::clone(&store),
+            Arc::clone(&swarm),
+            Arc::clone(&redactor),
+        )
+        .with_metrics(Arc::clone(&metrics)),
+    );
     let layer_deploys = Arc::new(ops_core::deploy::LayerDeployExecutor::new(Arc::clone(
         &deployer,
     )));
@@ -185,7 +189,7 @@ pub async fn build_ops(
         vault,
         deployer,
         alert_store: backend.alerts(),
-        metrics: Arc::new(ops_core::metrics::Metrics::new()),
+        metrics,
         limits: Arc::new(RateLimits::new(
             cfg.limits.commands_per_minute,
             cfg.limits.destructive_per_hour,

@@ -310,6 +310,8 @@ pub struct Deployer {
     redactor: Arc<Redactor>,
     /// Deploys running in this process: layer -> cancel signal.
     active: Mutex<HashMap<String, Arc<CancelSignal>>>,
+    /// Counts finished deploys (`sprocket_ops_deploys_total{layer,result}`).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// A cancel request for one running deploy.
@@ -368,7 +370,14 @@ impl Deployer {
             verify: VerifyPolicy::default(),
             redactor,
             active: Mutex::new(HashMap::new()),
+            metrics: None,
         }
+    }
+
+    /// Counts every deploy that ends (succeeded, failed, cancelled, awaiting approval).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Deployer {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn with_verify(mut self, verify: VerifyPolicy) -> Deployer {
@@ -481,6 +490,13 @@ impl Deployer {
             tracing::error!(deploy_id, error = %e, "recording the end of a deploy failed");
         }
         self.release(&held).await;
+        if let Some(m) = &self.metrics {
+            let outcome = match (state, result.is_ok()) {
+                (DeployState::Cancelled, true) => "awaiting_approval",
+                _ => state.as_str(),
+            };
+            m.deploy(&req.layer, outcome);
+        }
         p.phase = match state {
             DeployState::Succeeded => DeployPhase::Succeeded,
             DeployState::Cancelled if result.is_ok() => DeployPhase::AwaitingApproval,

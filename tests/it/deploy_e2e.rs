@@ -145,6 +145,13 @@ async fn deploy_platform_image_v2_sets_the_tag_applies_verifies_and_reports() {
         "{}",
         r.text()
     );
+    assert_eq!(
+        bot.metric("sprocket_ops_deploys_total{layer=\"platform\",result=\"succeeded\"}")
+            .await,
+        1.0,
+        "{}",
+        bot.metrics().await
+    );
     bot.discord.assert_no_violations();
 }
 
