@@ -1454,6 +1454,58 @@ impl ActionExecutor for LayerDeployExecutor {
     }
 }
 
+/// The approval executor of `unlock`: releases a layer's lock (params `{"layer": name}`). The
+/// digest is the lock as it is now, so a lock taken over meanwhile voids the approval.
+pub struct UnlockExecutor {
+    deployer: Arc<Deployer>,
+}
+
+impl UnlockExecutor {
+    pub fn new(deployer: Arc<Deployer>) -> UnlockExecutor {
+        UnlockExecutor { deployer }
+    }
+
+    fn layer(params: &serde_json::Value) -> Result<String, OpsError> {
+        params["layer"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| OpsError {
+                summary: "unlock needs a layer".into(),
+                error_id: crate::ops::new_error_id(),
+            })
+    }
+}
+
+#[async_trait::async_trait]
+impl ActionExecutor for UnlockExecutor {
+    async fn digest(&self, params: &serde_json::Value) -> Result<String, OpsError> {
+        let layer = Self::layer(params)?;
+        let locks = self.deployer.locks().await.map_err(|e| OpsError {
+            summary: e.to_string(),
+            error_id: crate::ops::new_error_id(),
+        })?;
+        Ok(match locks.iter().find(|l| l.layer == layer) {
+            Some(l) => format!("{}:{}:{}", l.layer, l.owner, l.started_at_ms),
+            None => format!("{layer}:unlocked"),
+        })
+    }
+
+    async fn execute(&self, params: &serde_json::Value) -> Result<String, OpsError> {
+        let layer = Self::layer(params)?;
+        match self.deployer.unlock(&layer).await {
+            Ok(Some(l)) => Ok(format!(
+                "released the lock of `{layer}` held by {}",
+                l.owner
+            )),
+            Ok(None) => Ok(format!("`{layer}` was not locked")),
+            Err(e) => Err(OpsError {
+                summary: e.to_string(),
+                error_id: crate::ops::new_error_id(),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
@@ -2511,57 +2563,5 @@ services = ["prod-*"]
             .unwrap()
             .contains("still updating"));
         assert!(matches!(EventKind::Cancel, EventKind::Cancel));
-    }
-}
-
-/// The approval executor of `unlock`: releases a layer's lock (params `{"layer": name}`). The
-/// digest is the lock as it is now, so a lock taken over meanwhile voids the approval.
-pub struct UnlockExecutor {
-    deployer: Arc<Deployer>,
-}
-
-impl UnlockExecutor {
-    pub fn new(deployer: Arc<Deployer>) -> UnlockExecutor {
-        UnlockExecutor { deployer }
-    }
-
-    fn layer(params: &serde_json::Value) -> Result<String, OpsError> {
-        params["layer"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| OpsError {
-                summary: "unlock needs a layer".into(),
-                error_id: crate::ops::new_error_id(),
-            })
-    }
-}
-
-#[async_trait::async_trait]
-impl ActionExecutor for UnlockExecutor {
-    async fn digest(&self, params: &serde_json::Value) -> Result<String, OpsError> {
-        let layer = Self::layer(params)?;
-        let locks = self.deployer.locks().await.map_err(|e| OpsError {
-            summary: e.to_string(),
-            error_id: crate::ops::new_error_id(),
-        })?;
-        Ok(match locks.iter().find(|l| l.layer == layer) {
-            Some(l) => format!("{}:{}:{}", l.layer, l.owner, l.started_at_ms),
-            None => format!("{layer}:unlocked"),
-        })
-    }
-
-    async fn execute(&self, params: &serde_json::Value) -> Result<String, OpsError> {
-        let layer = Self::layer(params)?;
-        match self.deployer.unlock(&layer).await {
-            Ok(Some(l)) => Ok(format!(
-                "released the lock of `{layer}` held by {}",
-                l.owner
-            )),
-            Ok(None) => Ok(format!("`{layer}` was not locked")),
-            Err(e) => Err(OpsError {
-                summary: e.to_string(),
-                error_id: crate::ops::new_error_id(),
-            }),
-        }
     }
 }
