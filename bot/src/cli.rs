@@ -10,8 +10,12 @@ use ops_core::audit::{Actor, AuditFilter};
 use ops_core::status::StatusReport;
 
 use futures::StreamExt;
+use ops_core::deploy::{
+    DeployError, DeployOutcome, DeployPhase, DeployPlan, DeployProgress, DeployRecord,
+    DeployReport, DeployRequest, LayerLock, ProgressFn,
+};
 use ops_core::swarm::rollout::RolloutOutcome;
-use ops_core::swarm::UpdateStarted;
+use ops_core::swarm::{SwarmError, UpdateStarted};
 use ops_core::{Ops, OpsError};
 
 use crate::app::{build_ops, load_config, Purpose, Secrets};
@@ -104,6 +108,36 @@ pub enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
         url: String,
     },
+    /// Deploy a Pulumi layer: lock, `pulumi config set` (with --image), preview, apply, verify
+    /// on the Swarm. Progress on stderr, the report on stdout. A preview that deletes or
+    /// replaces resources (or a layer that always needs approval) is refused: request the
+    /// approval in Discord, or pass --break-glass when Discord is down (audited). Ctrl-C cancels
+    /// gracefully (pulumi finishes the step in flight). Exit 0 deployed, 1 failed, cancelled or
+    /// refused, 64 bad input, 69 Docker unreachable.
+    Deploy {
+        /// The layer, as configured (`platform`).
+        layer: String,
+        /// The image tag to deploy (`v2`), for layers with an image tag setting.
+        #[arg(long, value_name = "TAG")]
+        image: Option<String>,
+        /// Apply a preview that needs an approval without one, stating why (only when Discord
+        /// is unavailable).
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
+    },
+    /// Show a layer's deploys, newest first.
+    History {
+        /// The layer, as configured.
+        layer: String,
+        /// At most this many deploys (1-100).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+        limit: u32,
+        /// Print JSON, one array of deploy records.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the layer locks held now (who deploys what, since when, until when).
+    Locks,
     /// Show the audit log, newest first.
     Audit {
         /// Print JSON, one array of records.
@@ -288,6 +322,87 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
                 None => Ok(()),
             }
         }
+        Command::Deploy {
+            layer,
+            image,
+            break_glass,
+        } => {
+            // The layer first: a typo costs no database or Docker connection.
+            ops_core::ops::check_layer(&ops_core::layers::LayerMap::from_config(&cfg), layer)
+                .map_err(|m| Exit::new(Exit::USAGE, m))?;
+            let reason = match break_glass {
+                Some(_) => Some(break_glass_reason(break_glass, "a deploy")?),
+                None => None,
+            };
+            let ops = build_ops(
+                &cfg,
+                perms,
+                &Secrets::resolve(&cfg, false)?,
+                Purpose::OneShot,
+            )
+            .await?;
+            deploy_layer(&ops, layer, image.as_deref(), reason).await
+        }
+        Command::History { layer, limit, json } => {
+            ops_core::ops::check_layer(&ops_core::layers::LayerMap::from_config(&cfg), layer)
+                .map_err(|m| Exit::new(Exit::USAGE, m))?;
+            let ops = build_ops(
+                &cfg,
+                perms,
+                &Secrets::resolve(&cfg, false)?,
+                Purpose::OneShot,
+            )
+            .await?;
+            let started = Instant::now();
+            let rows = ops.deployer.history(layer, *limit).await;
+            ops.record(
+                &Actor::cli_from_env(),
+                "history",
+                &serde_json::json!({ "layer": layer, "limit": limit }),
+                if rows.is_ok() {
+                    ops_core::audit::Outcome::Ok
+                } else {
+                    ops_core::audit::Outcome::Error
+                },
+                None,
+                None,
+                started,
+            )
+            .await;
+            let rows = rows.map_err(deploy_exit)?;
+            let out = if *json {
+                serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
+            } else {
+                history_table(&rows)
+            };
+            print_stdout(&out)
+        }
+        Command::Locks => {
+            let ops = build_ops(
+                &cfg,
+                perms,
+                &Secrets::resolve(&cfg, false)?,
+                Purpose::OneShot,
+            )
+            .await?;
+            let started = Instant::now();
+            let locks = ops.deployer.locks().await;
+            ops.record(
+                &Actor::cli_from_env(),
+                "locks",
+                &serde_json::json!({}),
+                if locks.is_ok() {
+                    ops_core::audit::Outcome::Ok
+                } else {
+                    ops_core::audit::Outcome::Error
+                },
+                None,
+                None,
+                started,
+            )
+            .await;
+            print_stdout(&locks_table(&locks.map_err(deploy_exit)?))
+        }
         Command::Audit {
             json,
             user,
@@ -445,6 +560,398 @@ async fn break_glass_action(
     Ok(())
 }
 
+/// `sprocket-ops deploy`: the Deployer flow with progress on stderr and the report on stdout,
+/// audited as `deploy` (plus `break_glass.<action>` when an approval is skipped).
+async fn deploy_layer(
+    ops: &Ops,
+    layer: &str,
+    image: Option<&str>,
+    break_glass: Option<String>,
+) -> Result<(), Exit> {
+    let actor = Actor::cli_from_env();
+    let started = Instant::now();
+    let params = serde_json::json!({ "layer": layer, "image": image, "break_glass": break_glass });
+    let req = DeployRequest {
+        layer: layer.to_string(),
+        image_tag: image.map(str::to_string),
+        requester: actor.name.clone(),
+        reason: break_glass.clone().unwrap_or_default(),
+    };
+    let progress = progress_printer();
+    let mut cancel = CancelOnCtrlC::new(layer);
+    let first = cancel
+        .run(ops, ops.deployer.deploy(&req, progress.clone()))
+        .await;
+    let result = match first {
+        Ok(DeployOutcome::NeedsApproval(plan)) => match (&break_glass, cancel.requested) {
+            (_, true) => Err(DeployError::Cancelled {
+                layer: layer.to_string(),
+                deploy_id: String::new(),
+            }),
+            (None, false) => {
+                let message = needs_approval_message(&plan);
+                ops.record(
+                    &actor,
+                    "deploy",
+                    &params,
+                    ops_core::audit::Outcome::Denied,
+                    Some(message.clone()),
+                    None,
+                    started,
+                )
+                .await;
+                return Err(Exit::new(1, message));
+            }
+            (Some(reason), false) => {
+                let action = plan
+                    .approval_action
+                    .clone()
+                    .unwrap_or_else(|| ops_core::deploy::ACTION_DESTRUCTIVE.to_string());
+                eprintln!(
+                    "break glass: applying without an approval ({}), reason recorded",
+                    plan.approval_reasons.join("; ")
+                );
+                let bg_params = serde_json::json!({
+                    "layer": layer,
+                    "image": image,
+                    "break_glass": reason,
+                    "digest": plan.digest,
+                });
+                let bg_started = Instant::now();
+                let result = cancel
+                    .run(
+                        ops,
+                        ops.deployer
+                            .deploy_approved(&plan.request, &plan.digest, progress.clone()),
+                    )
+                    .await;
+                let (outcome, detail) = match &result {
+                    Ok(DeployOutcome::Succeeded(_)) => (ops_core::audit::Outcome::Ok, None),
+                    Ok(DeployOutcome::NeedsApproval(_)) => (
+                        ops_core::audit::Outcome::Error,
+                        Some("the approved deploy asked for another approval".to_string()),
+                    ),
+                    Err(e) => (ops_core::audit::Outcome::Error, Some(e.to_string())),
+                };
+                ops.record(
+                    &actor,
+                    &format!("break_glass.{action}"),
+                    &bg_params,
+                    outcome,
+                    detail,
+                    None,
+                    bg_started,
+                )
+                .await;
+                result
+            }
+        },
+        other => other,
+    };
+    let (outcome, detail) = match &result {
+        Ok(DeployOutcome::Succeeded(_)) => (ops_core::audit::Outcome::Ok, None),
+        Ok(DeployOutcome::NeedsApproval(_)) => (
+            ops_core::audit::Outcome::Error,
+            Some("the approved deploy asked for another approval".to_string()),
+        ),
+        Err(e) => (ops_core::audit::Outcome::Error, Some(e.to_string())),
+    };
+    ops.record(&actor, "deploy", &params, outcome, detail, None, started)
+        .await;
+    match result {
+        Ok(DeployOutcome::Succeeded(report)) => print_stdout(&deploy_report(&report)),
+        Ok(DeployOutcome::NeedsApproval(_)) => Err(Exit::new(
+            1,
+            "the approved deploy asked for another approval: nothing more was applied".to_string(),
+        )),
+        Err(DeployError::Cancelled { layer, deploy_id }) => {
+            print_stdout(&format!(
+                "cancelled: the deploy of {layer}{} was interrupted\n",
+                if deploy_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (deploy {deploy_id})")
+                }
+            ))?;
+            Err(Exit::new(
+                1,
+                format!("the deploy of `{layer}` was cancelled"),
+            ))
+        }
+        Err(e) => Err(deploy_exit(e)),
+    }
+}
+
+/// Cancels the running deploy through [`ops_core::deploy::Deployer::cancel`] on the first
+/// SIGINT; later ones only say it is under way (pulumi finishes the step in flight).
+struct CancelOnCtrlC {
+    layer: String,
+    requested: bool,
+    /// One listener for the whole command, so no SIGINT falls between two waits; `None` when
+    /// no handler could be installed (Ctrl-C then keeps its default: terminate).
+    sigint: Option<tokio::signal::unix::Signal>,
+}
+
+impl CancelOnCtrlC {
+    fn new(layer: &str) -> CancelOnCtrlC {
+        use tokio::signal::unix::{signal, SignalKind};
+        CancelOnCtrlC {
+            layer: layer.to_string(),
+            requested: false,
+            sigint: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn run<T>(&mut self, ops: &Ops, fut: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(fut);
+        let Some(mut sigint) = self.sigint.take() else {
+            return fut.await;
+        };
+        // A Ctrl-C before the deploy registered itself is retried until it lands.
+        let mut delivered = false;
+        let mut retry = tokio::time::interval(std::time::Duration::from_millis(200));
+        let out = loop {
+            tokio::select! {
+                out = &mut fut => break out,
+                _ = sigint.recv() => {
+                    if self.requested {
+                        eprintln!("cancelling already: waiting for pulumi to finish the step in flight");
+                    } else {
+                        self.requested = true;
+                        eprintln!("cancelling the deploy of {}: pulumi finishes the step in flight", self.layer);
+                    }
+                }
+                _ = retry.tick(), if self.requested && !delivered => {}
+            }
+            if self.requested && !delivered {
+                match ops.deployer.cancel(&self.layer).await {
+                    Ok(true) => delivered = true,
+                    Ok(false) => {}
+                    Err(e) => {
+                        eprintln!("cancelling failed: {e}");
+                        delivered = true;
+                    }
+                }
+            }
+        };
+        self.sigint = Some(sigint);
+        out
+    }
+}
+
+/// Refusal text of a deploy whose preview needs an approval.
+fn needs_approval_message(plan: &DeployPlan) -> String {
+    format!(
+        "refused: deploying `{}` needs a second engineer's approval ({}; preview: {}). Nothing was applied. Request it in Discord (/deploy {}), or if Discord is down re-run with --break-glass \"<reason>\" (audited)",
+        plan.request.layer,
+        plan.approval_reasons.join("; "),
+        plan.preview.totals().describe(),
+        plan.request.layer
+    )
+}
+
+/// The exit of a failed deploy command: 64 for bad input, 69 when Docker is unreachable, 73
+/// when the store is, 1 otherwise; the message with its redacted diagnostics.
+fn deploy_exit(e: DeployError) -> Exit {
+    let code = match &e {
+        DeployError::UnknownLayer(_)
+        | DeployError::NoImageTag { .. }
+        | DeployError::InvalidArgument { .. } => Exit::USAGE,
+        DeployError::Swarm(SwarmError::Unreachable { .. } | SwarmError::NotAManager { .. }) => {
+            Exit::UNAVAILABLE
+        }
+        DeployError::Store { .. } => Exit::CANTCREAT,
+        _ => 1,
+    };
+    let mut message = e.to_string();
+    for line in e.errors() {
+        message.push_str(&format!("\n  error: {line}"));
+    }
+    if let Some(tag) = e.rollback_target() {
+        message.push_str(&format!(
+            "\n  the last good tag is `{tag}`: request a rollback in Discord (/rollback)"
+        ));
+    }
+    Exit::new(code, message)
+}
+
+/// A progress callback printing what changed as plain lines on stderr.
+fn progress_printer() -> ProgressFn {
+    let last: std::sync::Mutex<Option<DeployProgress>> = std::sync::Mutex::new(None);
+    std::sync::Arc::new(move |p: &DeployProgress| {
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut err = std::io::stderr().lock();
+        for line in progress_lines(last.as_ref(), p) {
+            let _ = writeln!(err, "{line}");
+        }
+        *last = Some(p.clone());
+    })
+}
+
+fn phase_name(phase: DeployPhase) -> &'static str {
+    match phase {
+        DeployPhase::Locking => "locking",
+        DeployPhase::Configuring => "configuring",
+        DeployPhase::Previewing => "previewing",
+        DeployPhase::AwaitingApproval => "awaiting approval",
+        DeployPhase::Applying => "applying",
+        DeployPhase::Verifying => "verifying",
+        DeployPhase::Succeeded => "succeeded",
+        DeployPhase::Failed => "failed",
+        DeployPhase::Cancelled => "cancelled",
+    }
+}
+
+/// The lines worth printing for a progress change: the phase, steps done of planned with the
+/// resource in flight, new warnings and errors.
+pub fn progress_lines(prev: Option<&DeployProgress>, p: &DeployProgress) -> Vec<String> {
+    let mut lines = Vec::new();
+    if prev.map(|q| q.phase) != Some(p.phase) {
+        let id = match (&p.deploy_id, prev.and_then(|q| q.deploy_id.as_ref())) {
+            (Some(id), None) => format!(" (deploy {id})"),
+            _ => String::new(),
+        };
+        lines.push(format!("{}: {}{id}", p.layer, phase_name(p.phase)));
+    }
+    let steps_changed = prev.map(|q| (q.steps_done, q.steps_planned, &q.current))
+        != Some((p.steps_done, p.steps_planned, &p.current));
+    if steps_changed && (p.phase == DeployPhase::Applying || p.steps_done > 0) {
+        lines.push(format!(
+            "  {}/{} steps{}",
+            p.steps_done,
+            p.steps_planned,
+            p.current
+                .as_deref()
+                .map(|c| format!(", now {c}"))
+                .unwrap_or_default()
+        ));
+    }
+    for w in &p.warnings {
+        if !prev.is_some_and(|q| q.warnings.contains(w)) {
+            lines.push(format!("  warning: {w}"));
+        }
+    }
+    for e in &p.errors {
+        if !prev.is_some_and(|q| q.errors.contains(e)) {
+            lines.push(format!("  error: {e}"));
+        }
+    }
+    lines
+}
+
+/// The final report of a successful deploy.
+pub fn deploy_report(r: &DeployReport) -> String {
+    let rec = &r.record;
+    let mut out = format!(
+        "deployed {}{}: succeeded",
+        rec.layer,
+        rec.image_after
+            .as_deref()
+            .map(|t| format!(
+                " tag {t}{}",
+                rec.image_before
+                    .as_deref()
+                    .map(|b| format!(" (was {b})"))
+                    .unwrap_or_default()
+            ))
+            .unwrap_or_default()
+    );
+    if let Some(ms) = rec.duration_ms() {
+        out.push_str(&format!(" in {:.1} s", ms as f64 / 1000.0));
+    }
+    out.push('\n');
+    out.push_str(&format!("deploy id: {}\n", rec.id));
+    out.push_str(&format!(
+        "changes: {} ({} steps done)\n",
+        r.preview.totals().describe(),
+        r.up.steps_done
+    ));
+    for line in r.preview.describe() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str(&format!("services converged: {}\n", r.services.len()));
+    for s in &r.services {
+        let replicas = match (s.running, s.desired) {
+            (Some(a), Some(b)) => format!("{a}/{b}"),
+            _ => "-".to_string(),
+        };
+        out.push_str(&format!("  {}  {replicas}  {}\n", s.name, s.image));
+    }
+    for w in &r.up.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
+fn ms_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// `history` as a plain table, newest first.
+pub fn history_table(rows: &[DeployRecord]) -> String {
+    if rows.is_empty() {
+        return "no deploys yet\n".to_string();
+    }
+    let mut out = String::new();
+    for d in rows {
+        let tags = match (&d.image_before, &d.image_after) {
+            (Some(b), Some(a)) => format!("{b} -> {a}"),
+            (None, Some(a)) => format!("-> {a}"),
+            _ => "-".to_string(),
+        };
+        let duration = d
+            .duration_ms()
+            .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+            .unwrap_or_else(|| "-".to_string());
+        out.push_str(&format!(
+            "{}  {:<11} {:<16} by {}{}  {duration}  {}\n",
+            ms_time(d.started_at_ms),
+            d.state.as_str(),
+            tags,
+            d.requester,
+            d.approver
+                .as_deref()
+                .map(|a| format!(", approved by {a}"))
+                .unwrap_or_default(),
+            d.id
+        ));
+        if let Some(e) = &d.error {
+            out.push_str(&format!("    {e}\n"));
+        }
+    }
+    out
+}
+
+/// `locks` as a plain table.
+pub fn locks_table(locks: &[LayerLock]) -> String {
+    if locks.is_empty() {
+        return "no layer locks held\n".to_string();
+    }
+    locks
+        .iter()
+        .map(|l| {
+            format!(
+                "{}  held by {} since {} until {}{}{}\n",
+                l.layer,
+                l.owner,
+                ms_time(l.started_at_ms),
+                ms_time(l.expires_at_ms),
+                l.deploy_id
+                    .as_deref()
+                    .map(|d| format!(" (deploy {d})"))
+                    .unwrap_or_default(),
+                if l.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", l.reason)
+                }
+            )
+        })
+        .collect()
+}
+
 fn print_stdout(s: &str) -> Result<(), Exit> {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth a panic.
@@ -513,6 +1020,43 @@ pub fn status_table(report: &StatusReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deploy_progress_prints_phase_changes_steps_and_each_warning_once() {
+        let mut p = DeployProgress::new("platform");
+        assert_eq!(progress_lines(None, &p), vec!["platform: locking"]);
+        let prev = p.clone();
+        p.deploy_id = Some("d1".into());
+        p.phase = DeployPhase::Applying;
+        p.steps_planned = 3;
+        p.warnings = vec!["slow registry".into()];
+        assert_eq!(
+            progress_lines(Some(&prev), &p),
+            vec![
+                "platform: applying (deploy d1)",
+                "  0/3 steps",
+                "  warning: slow registry"
+            ]
+        );
+        let prev = p.clone();
+        p.steps_done = 1;
+        p.current = Some("svc1".into());
+        assert_eq!(
+            progress_lines(Some(&prev), &p),
+            vec!["  1/3 steps, now svc1"]
+        );
+        let prev = p.clone();
+        assert!(
+            progress_lines(Some(&prev), &p).is_empty(),
+            "no change, no line"
+        );
+        p.phase = DeployPhase::Failed;
+        p.errors = vec!["boom".into()];
+        assert_eq!(
+            progress_lines(Some(&prev), &p),
+            vec!["platform: failed", "  error: boom"]
+        );
+    }
 
     #[test]
     fn ages_parse_or_explain() {
