@@ -117,8 +117,9 @@ pub enum Command {
     Deploy {
         /// The layer, as configured (`platform`).
         layer: String,
-        /// The image tag to deploy (`v2`), for layers with an image tag setting.
-        #[arg(long, value_name = "TAG")]
+        /// The image tag to deploy (`v2`), for layers with an image tag setting. A value that
+        /// looks like an option (`--yes`) is taken as the tag, and refused as one.
+        #[arg(long, value_name = "TAG", allow_hyphen_values = true)]
         image: Option<String>,
         /// Apply a preview that needs an approval without one, stating why (only when Discord
         /// is unavailable).

@@ -7,6 +7,7 @@ mod alerts_e2e;
 mod approvals;
 mod architecture;
 mod cli;
+mod cli_deploy;
 mod deploy_e2e;
 mod discord_e2e;
 mod fake_discord_selftest;
