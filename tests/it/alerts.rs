@@ -51,6 +51,71 @@ fn now_ms() -> i64 {
 }
 
 #[tokio::test]
+async fn alerts_traefik_routers_and_gatus_probes_read_the_real_api_shapes() {
+    let runner = ProbeRunner::new(Duration::from_secs(5));
+    let healthy = probe_servers::traefik_api(
+        vec![("web@docker", "enabled"), ("api@docker", "enabled")],
+        Some(("admin", "traefik-pw")),
+    )
+    .await;
+    let broken = probe_servers::traefik_api(
+        vec![("web@docker", "enabled"), ("api@docker", "disabled")],
+        None,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw_file = dir.path().join("traefik-pw");
+    std::fs::write(&pw_file, "traefik-pw").unwrap();
+    let with_auth = |url: String, pw: Option<&std::path::Path>| ProbeConfig {
+        url: Some(url),
+        username: pw.map(|_| "admin".to_string()),
+        password: pw.map(|p| SecretSource {
+            env: None,
+            file: Some(p.to_path_buf()),
+        }),
+        ..probe("traefik", ProbeKind::TraefikRouters)
+    };
+    let o = runner
+        .run(&with_auth(healthy.url(""), Some(&pw_file)), now_ms())
+        .await;
+    assert!(!o.failing, "{o:?}");
+    assert_eq!(o.summary, "2 routers enabled");
+    let o = runner
+        .run(&with_auth(healthy.url(""), None), now_ms())
+        .await;
+    assert!(
+        o.failing && o.summary == "HTTP 401",
+        "no credentials: {o:?}"
+    );
+    let o = runner.run(&with_auth(broken.url(""), None), now_ms()).await;
+    assert!(o.failing, "{o:?}");
+    assert_eq!(
+        o.summary,
+        "1 of 2 routers not enabled: api@docker (disabled)"
+    );
+    assert!(!o.summary.contains("traefik-pw"));
+
+    let gatus = probe_servers::gatus_api(vec![
+        ("core", "web", vec![true, true]),
+        ("core", "api", vec![true, false]),
+        ("data", "redis", vec![false, true]),
+    ])
+    .await;
+    let o = runner
+        .run(
+            &ProbeConfig {
+                url: Some(gatus.url("")),
+                ..probe("gatus", ProbeKind::Gatus)
+            },
+            now_ms(),
+        )
+        .await;
+    assert!(o.failing, "{o:?}");
+    assert_eq!(o.summary, "1 of 3 endpoints failing: core/api");
+    assert_eq!(o.key, "probe:gatus");
+}
+
+#[tokio::test]
 async fn alerts_probes_against_local_servers() {
     let runner = ProbeRunner::new(Duration::from_secs(5));
     let redirect = probe_servers::redirect_server().await;

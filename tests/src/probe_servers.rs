@@ -86,6 +86,91 @@ pub async fn graphql_server() -> ProbeServer {
     serve(app).await
 }
 
+/// Traefik's API: `GET /api/http/routers` answers the routers (the fields Traefik v3 returns)
+/// with the given `(name, status)` pairs; with `auth`, only to that basic-auth user.
+pub async fn traefik_api(
+    routers: Vec<(&'static str, &'static str)>,
+    auth: Option<(&'static str, &'static str)>,
+) -> ProbeServer {
+    let body: Vec<serde_json::Value> = routers
+        .into_iter()
+        .map(|(name, status)| {
+            let service = name.split('@').next().unwrap_or(name);
+            serde_json::json!({
+                "entryPoints": ["websecure"],
+                "service": service,
+                "rule": format!("Host(`{service}.sprocket.test`)"),
+                "priority": 40,
+                "tls": { "certResolver": "letsencrypt" },
+                "status": status,
+                "using": ["websecure"],
+                "name": name,
+                "provider": "docker"
+            })
+        })
+        .collect();
+    let expected = auth.map(|(u, p)| {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    });
+    let app = Router::new().route(
+        "/api/http/routers",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let body = body.clone();
+            let expected = expected.clone();
+            async move {
+                let given = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                if expected.is_some() && given != expected {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        Json(serde_json::json!("401 Unauthorized")),
+                    );
+                }
+                (StatusCode::OK, Json(serde_json::Value::Array(body)))
+            }
+        }),
+    );
+    serve(app).await
+}
+
+/// Gatus: `GET /api/v1/endpoints/statuses` answers the endpoints (the fields Gatus returns)
+/// with the given `(group, name, results oldest first)`.
+pub async fn gatus_api(endpoints: Vec<(&'static str, &'static str, Vec<bool>)>) -> ProbeServer {
+    let body: Vec<serde_json::Value> = endpoints
+        .into_iter()
+        .map(|(group, name, results)| {
+            serde_json::json!({
+                "name": name,
+                "group": group,
+                "key": format!("{group}_{name}"),
+                "results": results.iter().map(|ok| serde_json::json!({
+                    "status": if *ok { 200 } else { 502 },
+                    "hostname": format!("{name}.sprocket.test"),
+                    "duration": 41_000_000,
+                    "conditionResults": [{ "condition": "[STATUS] == 200", "success": ok }],
+                    "success": ok,
+                    "timestamp": "2026-11-25T18:00:00Z"
+                })).collect::<Vec<_>>(),
+                "events": [{ "type": "START", "timestamp": "2026-11-25T17:00:00Z" }]
+            })
+        })
+        .collect();
+    let app = Router::new().route(
+        "/api/v1/endpoints/statuses",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { Json(serde_json::Value::Array(body)) }
+        }),
+    );
+    serve(app).await
+}
+
 /// Accepts connections, keeps them open, never sends a byte.
 pub async fn silent_server() -> ProbeServer {
     let l = listener().await;

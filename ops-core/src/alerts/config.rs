@@ -51,6 +51,18 @@
 //! layer = "layer_2"
 //!
 //! [[alerts.probes]]
+//! name = "traefik"
+//! kind = "traefik_routers"     # every router of Traefik's API must be `enabled`
+//! url = "http://traefik:8080"  # username/password: optional basic auth
+//! layer = "layer_1"
+//!
+//! [[alerts.probes]]
+//! name = "gatus"
+//! kind = "gatus"               # every Gatus endpoint's newest result must succeed
+//! url = "http://gatus:8080"
+//! layer = "layer_2"
+//!
+//! [[alerts.probes]]
 //! name = "redis"
 //! kind = "redis"
 //! target = "redis:6379"
@@ -229,6 +241,12 @@ pub enum ProbeKind {
     /// SigV4-signed HEAD of `bucket` at the `url` endpoint (path style), with the access
     /// key id in `username` and the secret key in `password`.
     S3,
+    /// GET `url`/api/http/routers of Traefik's API (basic auth when `username`/`password`
+    /// are given): every router must be `enabled`.
+    TraefikRouters,
+    /// GET `url`/api/v1/endpoints/statuses of Gatus: every endpoint's newest result must be
+    /// a success.
+    Gatus,
 }
 
 impl ProbeKind {
@@ -245,6 +263,8 @@ impl ProbeKind {
             ProbeKind::VaultSeal => "vault_seal",
             ProbeKind::Rabbitmq => "rabbitmq",
             ProbeKind::S3 => "s3",
+            ProbeKind::TraefikRouters => "traefik_routers",
+            ProbeKind::Gatus => "gatus",
         }
     }
 }
@@ -439,6 +459,8 @@ impl AlertsConfig {
                 | ProbeKind::Graphql
                 | ProbeKind::VaultSeal
                 | ProbeKind::S3
+                | ProbeKind::TraefikRouters
+                | ProbeKind::Gatus
                 | ProbeKind::Rabbitmq => match p.url.as_deref() {
                     Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
                         if p.kind == ProbeKind::HttpsRedirect && !u.starts_with("http://") {
@@ -482,6 +504,12 @@ impl AlertsConfig {
                 && (p.username.is_none() || p.password.is_none())
             {
                 return e(&k("username"), "this probe needs `username` and `password`");
+            }
+            if p.kind == ProbeKind::TraefikRouters && p.username.is_some() != p.password.is_some() {
+                return e(
+                    &k("username"),
+                    "basic auth needs both `username` and `password` (or neither)",
+                );
             }
         }
         Ok(())
@@ -529,8 +557,10 @@ mod tests {
             .join("\n");
         let c = parse(&toml);
         c.validate().unwrap();
-        assert_eq!(c.probes.len(), 4);
+        assert_eq!(c.probes.len(), 6);
         assert_eq!(c.probes[2].sslmode, Some(PgTls::VerifyFull));
+        assert_eq!(c.probes[3].kind, ProbeKind::TraefikRouters);
+        assert_eq!(c.probes[4].kind, ProbeKind::Gatus);
         assert_eq!(
             c.routing.channel_for(Some("layer_1"), Severity::Info),
             222222222222222222

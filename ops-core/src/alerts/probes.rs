@@ -8,7 +8,9 @@
 //! when it is Traefik's default certificate), `tcp`, `postgres` (connect + `SELECT 1`; TLS
 //! (rustls) by the probe's `sslmode`, else the URL's, else `prefer`; `ssl_root_cert`), `redis` (RESP `AUTH` + `PING` -> `+PONG`), `vault_seal`
 //! (`/v1/sys/seal-status`: sealed fails), `rabbitmq` (`/api/overview` with basic auth), `s3`
-//! (HEAD of the bucket, signed with AWS SigV4 by hand: [`sigv4_authorization`]).
+//! (HEAD of the bucket, signed with AWS SigV4 by hand: [`sigv4_authorization`]),
+//! `traefik_routers` (Traefik's API: every HTTP router `enabled`), `gatus` (every Gatus
+//! endpoint's newest result a success).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -117,6 +119,21 @@ impl ProbeRunner {
             ProbeKind::Postgres => postgres(p, url).await,
             ProbeKind::Redis => redis(p, target).await,
             ProbeKind::S3 => s3(client, p, url, now_ms).await,
+            ProbeKind::TraefikRouters => {
+                let u = format!("{}/api/http/routers", url.trim_end_matches('/'));
+                let mut req = client.get(u);
+                if let (Some(user), Some(src)) = (p.username.as_deref(), p.password.as_ref()) {
+                    match src.resolve() {
+                        Ok(pw) => req = req.basic_auth(user, Some(pw.expose())),
+                        Err(m) => return ProbeOutcome::Fail(m),
+                    }
+                }
+                json_check(req, traefik_routers_verdict).await
+            }
+            ProbeKind::Gatus => {
+                let u = format!("{}/api/v1/endpoints/statuses", url.trim_end_matches('/'));
+                json_check(client.get(u), gatus_verdict).await
+            }
         }
     }
 }
@@ -201,6 +218,120 @@ async fn graphql(client: &reqwest::Client, url: &str) -> ProbeOutcome {
         },
         Ok(r) => ProbeOutcome::Fail(format!("HTTP {}", r.status().as_u16())),
         Err(e) => ProbeOutcome::Fail(reqwest_kind(&e)),
+    }
+}
+
+/// GETs JSON and judges it with `verdict`.
+async fn json_check(
+    req: reqwest::RequestBuilder,
+    verdict: fn(&serde_json::Value) -> ProbeOutcome,
+) -> ProbeOutcome {
+    match req.send().await {
+        Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+            Ok(v) => verdict(&v),
+            Err(_) => ProbeOutcome::Fail("the answer is not JSON".into()),
+        },
+        Ok(r) => ProbeOutcome::Fail(format!("HTTP {}", r.status().as_u16())),
+        Err(e) => ProbeOutcome::Fail(reqwest_kind(&e)),
+    }
+}
+
+/// At most this many names in a summary; the rest are counted.
+const MAX_NAMED: usize = 5;
+
+fn name_some(names: &[String]) -> String {
+    let mut out = names
+        .iter()
+        .take(MAX_NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > MAX_NAMED {
+        out.push_str(&format!(" and {} more", names.len() - MAX_NAMED));
+    }
+    out
+}
+
+/// Traefik's `/api/http/routers`: an array of routers with `name` and `status`
+/// (`enabled`, `disabled`, `warning`).
+pub fn traefik_routers_verdict(v: &serde_json::Value) -> ProbeOutcome {
+    let Some(routers) = v.as_array() else {
+        return ProbeOutcome::Fail("Traefik's router list is not an array".into());
+    };
+    if routers.is_empty() {
+        return ProbeOutcome::Fail("Traefik has no HTTP routers".into());
+    }
+    let bad: Vec<String> = routers
+        .iter()
+        .filter_map(|r| {
+            let status = r
+                .get("status")
+                .and_then(|s| s.as_str())
+                .unwrap_or("unknown");
+            (status != "enabled").then(|| {
+                let name = r.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                format!("{name} ({status})")
+            })
+        })
+        .collect();
+    if bad.is_empty() {
+        ProbeOutcome::Ok(format!("{} routers enabled", routers.len()))
+    } else {
+        ProbeOutcome::Fail(format!(
+            "{} of {} routers not enabled: {}",
+            bad.len(),
+            routers.len(),
+            name_some(&bad)
+        ))
+    }
+}
+
+/// Gatus's `/api/v1/endpoints/statuses`: an array of endpoints with `name`, `group` and
+/// `results` (oldest first, each with `success`).
+pub fn gatus_verdict(v: &serde_json::Value) -> ProbeOutcome {
+    let Some(endpoints) = v.as_array() else {
+        return ProbeOutcome::Fail("Gatus's status list is not an array".into());
+    };
+    if endpoints.is_empty() {
+        return ProbeOutcome::Fail("Gatus reports no endpoints".into());
+    }
+    let mut failing = Vec::new();
+    let mut unknown = 0;
+    for e in endpoints {
+        let name = e.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+        let name = match e.get("group").and_then(|g| g.as_str()) {
+            Some(g) if !g.is_empty() => format!("{g}/{name}"),
+            _ => name.to_string(),
+        };
+        let newest = e
+            .get("results")
+            .and_then(|r| r.as_array())
+            .and_then(|r| r.last())
+            .and_then(|r| r.get("success"))
+            .and_then(|s| s.as_bool());
+        match newest {
+            Some(true) => {}
+            Some(false) => failing.push(name),
+            None => unknown += 1,
+        }
+    }
+    if failing.is_empty() {
+        let note = if unknown > 0 {
+            format!(" ({unknown} without results yet)")
+        } else {
+            String::new()
+        };
+        ProbeOutcome::Ok(format!(
+            "{} endpoints healthy{note}",
+            endpoints.len() - unknown
+        ))
+    } else {
+        ProbeOutcome::Fail(format!(
+            "{} of {} endpoints failing: {}",
+            failing.len(),
+            endpoints.len(),
+            name_some(&failing)
+        ))
     }
 }
 
@@ -677,6 +808,60 @@ fn der_time(tag: u8, t: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alerts_traefik_and_gatus_verdicts() {
+        use serde_json::json;
+        let ok = |o: &ProbeOutcome| matches!(o, ProbeOutcome::Ok(_));
+        let fail = |o: &ProbeOutcome, needle: &str| matches!(o, ProbeOutcome::Fail(s) if s.contains(needle));
+        let routers = |statuses: &[&str]| {
+            json!(statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| json!({"name": format!("r{i}@docker"), "status": s}))
+                .collect::<Vec<_>>())
+        };
+        assert!(ok(&traefik_routers_verdict(&routers(&[
+            "enabled", "enabled"
+        ]))));
+        let o = traefik_routers_verdict(&routers(&["enabled", "disabled", "warning"]));
+        assert!(
+            fail(
+                &o,
+                "2 of 3 routers not enabled: r1@docker (disabled), r2@docker (warning)"
+            ),
+            "{o:?}"
+        );
+        assert!(fail(
+            &traefik_routers_verdict(&json!([])),
+            "no HTTP routers"
+        ));
+        assert!(fail(
+            &traefik_routers_verdict(&json!({"x": 1})),
+            "not an array"
+        ));
+        let many = routers(&["disabled"; 8]);
+        assert!(fail(&traefik_routers_verdict(&many), "and 3 more"));
+
+        let ep = |group: &str, name: &str, results: &[bool]| json!({"name": name, "group": group, "results": results.iter().map(|s| json!({"success": s})).collect::<Vec<_>>()});
+        assert!(ok(&gatus_verdict(&json!([ep(
+            "core",
+            "web",
+            &[false, true]
+        )]))));
+        let o = gatus_verdict(&json!([
+            ep("core", "web", &[true, false]),
+            ep("", "api", &[true])
+        ]));
+        assert!(fail(&o, "1 of 2 endpoints failing: core/web"), "{o:?}");
+        let o = gatus_verdict(&json!([ep("core", "web", &[true]), ep("core", "new", &[])]));
+        assert!(
+            matches!(&o, ProbeOutcome::Ok(s) if s.contains("1 without results yet")),
+            "{o:?}"
+        );
+        assert!(fail(&gatus_verdict(&json!([])), "no endpoints"));
+        assert!(fail(&gatus_verdict(&json!("x")), "not an array"));
+    }
 
     #[test]
     fn alerts_tls_verdicts() {
