@@ -448,3 +448,109 @@ fn docker_service_ls_ids(name: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Merges top-level knobs (`step_delay_ms`, …) into the stand-in's `standin.json`.
+fn set_spec_knobs(s: &Setup, knobs: serde_json::Value) {
+    let path = s.dir.path().join("platform/standin.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (k, v) in knobs.as_object().into_iter().flatten() {
+        spec[k] = v.clone();
+    }
+    std::fs::write(&path, spec.to_string()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_deploy_ctrl_c_cancels_after_the_step_in_flight_and_exits_1() {
+    let s = Setup::new("ctrlc", &standin(), json!({})).await;
+    set_spec_knobs(&s, json!({ "step_delay_ms": 3000 }));
+    let mut child = Command::new(env::bot_binary())
+        .arg("--config")
+        .arg(&s.config)
+        .args(["deploy", "platform", "--image", "v2"])
+        .env_remove("DISCORD_TOKEN")
+        .env("USER", OS_USER)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let pid = child.id();
+    // stderr line by line, on a thread (the progress lines).
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let in_flight = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no resource in flight: {seen:?}"));
+        seen.push(line.clone());
+        if let Some((_, res)) = line.split_once(", now ") {
+            break res.trim().to_string();
+        }
+    };
+    // Ctrl-C, as a terminal sends it; an impatient second one must not hurt.
+    for _ in 0..2 {
+        let kill = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after Ctrl-C"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    reader.join().unwrap();
+    seen.extend(rx.try_iter());
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(1), "stdout {out}\nstderr {seen:?}");
+    assert!(out.starts_with("cancelled"), "{out}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("cancelling the deploy of platform")),
+        "{seen:?}"
+    );
+
+    // The step in flight finished; the next one did not start.
+    let index: usize = in_flight
+        .strip_prefix("svc")
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("a stand-in resource: {in_flight}"));
+    let names_where = |flight: bool| -> Vec<&str> {
+        s.services
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (*i == index) == flight)
+            .map(|(_, g)| g.name())
+            .collect()
+    };
+    wait_running_tag(&names_where(true), "v2").await;
+    wait_running_tag(&names_where(false), "main").await;
+
+    let out = s.run(&["history", "platform", "--json"]);
+    assert!(out.status.success(), "{}", both(&out));
+    let history: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(history[0]["state"], "cancelled", "{history:?}");
+    let out = s.run(&["locks"]);
+    assert_eq!(stdout(&out), "no layer locks held\n", "{}", both(&out));
+    let rows = audit_rows(&s.config);
+    let row = rows
+        .iter()
+        .find(|r| r["command"] == "deploy")
+        .unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!(row["outcome"], "error", "{row}");
+}
