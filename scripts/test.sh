@@ -57,6 +57,10 @@ have_pip() { command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/de
 apt_packages=()
 have_initdb || apt_packages+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
+# RabbitMQ + management plugin: the tests start their own private node (free ports, own node
+# name and data dir: tests/src/probe_servers.rs), so the package's service, if it autostarts,
+# does not conflict (it keeps 5672/25672; epmd on 4369 is shared by design).
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_packages+=(rabbitmq-server)
 if [ -z "${SPROCKET_TEST_BAO:-}" ] && ! command -v bao >/dev/null 2>&1 && ! have_pip; then
     apt_packages+=(python3-pip)
 fi

@@ -3,6 +3,7 @@
 //! Swarm with a recording sink: a crashing service fires once and resolves once when fixed,
 //! 20 crashing services make one grouped notification, and a restarted Watcher on the same
 //! SQLite store neither announces twice nor loses the resolved message.
+//! The rabbitmq probe runs against a real RabbitMQ node (management plugin) started by the test.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1012,29 +1013,17 @@ async fn alerts_s3_probe_against_moto_verifies_sigv4() {
 }
 
 #[tokio::test]
-async fn alerts_vault_seal_and_rabbitmq_probes() {
-    use axum::http::{HeaderMap, StatusCode};
+async fn alerts_vault_seal_probe_and_rabbitmq_probe_against_real_rabbitmq() {
     use axum::routing::get;
     let sealed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s = sealed.clone();
-    let app = axum::Router::new()
-        .route(
-            "/v1/sys/seal-status",
-            get(move || {
-                let sealed = s.load(std::sync::atomic::Ordering::SeqCst);
-                async move { axum::Json(serde_json::json!({ "sealed": sealed, "t": 1 })) }
-            }),
-        )
-        .route(
-            "/api/overview",
-            get(|headers: HeaderMap| async move {
-                // Basic base64("ops:rabbit-pw")
-                match headers.get("authorization").and_then(|v| v.to_str().ok()) {
-                    Some("Basic b3BzOnJhYmJpdC1wdw==") => StatusCode::OK,
-                    _ => StatusCode::UNAUTHORIZED,
-                }
-            }),
-        );
+    let app = axum::Router::new().route(
+        "/v1/sys/seal-status",
+        get(move || {
+            let sealed = s.load(std::sync::atomic::Ordering::SeqCst);
+            async move { axum::Json(serde_json::json!({ "sealed": sealed, "t": 1 })) }
+        }),
+    );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -1046,16 +1035,47 @@ async fn alerts_vault_seal_and_rabbitmq_probes() {
     sealed.store(true, std::sync::atomic::Ordering::SeqCst);
     let o = runner.run(&p, now_ms()).await;
     assert!(o.failing && o.summary.contains("sealed"), "{o:?}");
+    server.abort();
 
+    // A real RabbitMQ node with the management plugin (scripts/test.sh installs it).
+    let rabbit = probe_servers::start_rabbitmq("ops", "rabbit-pw-7f3c").await;
     let var = format!("ALERTS_TEST_RABBIT_PW_{}", std::process::id());
-    std::env::set_var(&var, "rabbit-pw");
+    std::env::set_var(&var, "rabbit-pw-7f3c");
     let mut p = probe("rabbit", ProbeKind::Rabbitmq);
-    p.url = Some(base);
+    p.url = Some(rabbit.management_url());
     p.username = Some("ops".into());
     p.password = Some(SecretSource::env(&var));
-    assert!(!runner.run(&p, now_ms()).await.failing);
+    p.timeout_secs = Some(10);
+    let o = runner.run(&p, now_ms()).await;
+    assert!(!o.failing, "{o:?}");
+    // A trailing slash in the configured URL reaches the same endpoint.
+    p.url = Some(format!("{}/", rabbit.management_url()));
+    let o = runner.run(&p, now_ms()).await;
+    assert!(!o.failing, "{o:?}");
+    p.url = Some(rabbit.management_url());
+
+    // Unknown user: RabbitMQ answers 401.
     p.username = Some("intruder".into());
     let o = runner.run(&p, now_ms()).await;
     assert!(o.failing && o.summary.contains("401"), "{o:?}");
-    server.abort();
+
+    // Right user, wrong password: 401, and the secret never reaches the summary.
+    let wrong = format!("{var}_WRONG");
+    std::env::set_var(&wrong, "not-the-rabbit-pw-91b2");
+    p.username = Some("ops".into());
+    p.password = Some(SecretSource::env(&wrong));
+    let o = runner.run(&p, now_ms()).await;
+    assert!(
+        o.failing
+            && o.summary.contains("401")
+            && !o.summary.contains("not-the-rabbit-pw-91b2")
+            && !o.summary.contains("rabbit-pw-7f3c"),
+        "{o:?}"
+    );
+
+    // The node gone: the probe fails (connection refused), without the secret either.
+    p.password = Some(SecretSource::env(&var));
+    drop(rabbit);
+    let o = runner.run(&p, now_ms()).await;
+    assert!(o.failing && !o.summary.contains("rabbit-pw-7f3c"), "{o:?}");
 }

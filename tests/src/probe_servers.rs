@@ -6,6 +6,9 @@
 //! `moto[server]`, installed by scripts/test.sh; missing fails the test) with IAM
 //! authentication on, so SigV4 signatures are really verified. Every server stops when its
 //! handle drops.
+//! Also a real RabbitMQ node (`rabbitmq-server` + management plugin, Debian's package,
+//! installed by scripts/test.sh; missing fails the test) on free ports with a private node
+//! name, data dir and Erlang cookie in a temp dir.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -454,4 +457,176 @@ pub async fn start_moto_s3(bucket: &str) -> MotoS3 {
         .expect("moto reset-auth");
     assert!(r.status().is_success(), "moto reset-auth: {r:?}");
     server
+}
+
+/// A real RabbitMQ node (`rabbitmq-server` with the management plugin) on free 127.0.0.1
+/// ports, its data, logs, config and Erlang cookie in a temp dir; its process group is
+/// killed on drop.
+pub struct RabbitServer {
+    /// The management API port (`http://127.0.0.1:{port}` is what a `rabbitmq` probe takes).
+    pub management_port: u16,
+    /// The AMQP port.
+    pub amqp_port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RabbitServer {
+    /// `http://127.0.0.1:{management_port}`.
+    pub fn management_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.management_port)
+    }
+}
+
+impl Drop for RabbitServer {
+    fn drop(&mut self) {
+        // The node runs in its own process group (the start script, beam.smp and its
+        // helpers): kill the whole group, argv only. epmd daemonizes into its own session
+        // and is shared by every node, so it stays (as it would with the system service).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's start script; `/usr/sbin/rabbitmq-server` is a wrapper that `su`s to the
+/// `rabbitmq` user and writes to /var/log/rabbitmq, which a private node must not do.
+const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// The last `lines` lines of every file in `dir` (recursively), for a failure message.
+fn rabbit_log_tail(dir: &std::path::Path, lines: usize) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(text) = std::fs::read_to_string(&p) {
+                let all: Vec<&str> = text.lines().collect();
+                let tail = &all[all.len().saturating_sub(lines)..];
+                out.push_str(&format!("--- {} ---\n{}\n", p.display(), tail.join("\n")));
+            }
+        }
+    }
+    out
+}
+
+/// Starts a private RabbitMQ node whose only user is `user`/`pass` (administrator, allowed
+/// from anywhere: `loopback_users = none`) and waits (90 s at most) until its management API
+/// answers `GET /api/overview` with 200 to that user. Panics, failing the test, when
+/// rabbitmq-server is not installed (scripts/test.sh installs it) or does not come up, with
+/// the tail of the node's logs.
+pub async fn start_rabbitmq(user: &str, pass: &str) -> RabbitServer {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    assert!(
+        std::path::Path::new(RABBITMQ_SERVER).exists(),
+        "{RABBITMQ_SERVER} is missing: install rabbitmq-server (`apt-get install \
+         rabbitmq-server`; scripts/test.sh does)"
+    );
+    // Hold three listeners at once so the ports differ, then free them for the node.
+    let ports: Vec<u16> = {
+        let held: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect();
+        held.iter()
+            .map(|l| l.local_addr().expect("local addr").port())
+            .collect()
+    };
+    let (amqp_port, dist_port, management_port) = (ports[0], ports[1], ports[2]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = dir.path();
+    for d in ["mnesia", "log"] {
+        std::fs::create_dir_all(base.join(d)).expect("rabbitmq dirs");
+    }
+    let config = base.join("rabbitmq.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners.tcp.1 = 127.0.0.1:{amqp_port}\n\
+             management.tcp.ip = 127.0.0.1\n\
+             management.tcp.port = {management_port}\n\
+             default_user = {user}\n\
+             default_pass = {pass}\n\
+             default_user_tags.administrator = true\n\
+             loopback_users = none\n"
+        ),
+    )
+    .expect("rabbitmq.conf");
+    let plugins = base.join("enabled_plugins");
+    std::fs::write(&plugins, "[rabbitmq_management].\n").expect("enabled_plugins");
+    let node = format!(
+        "rabbit-test-{}-{}@localhost",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let out = std::fs::File::create(base.join("log/stdout.log")).expect("stdout log");
+    let err = out.try_clone().expect("stdout log");
+    let child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(RABBITMQ_SERVER)
+            .env("HOME", base)
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", amqp_port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", base.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", &config)
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
+            .env("RABBITMQ_PID_FILE", base.join("rabbit.pid"))
+            .current_dir(base)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {RABBITMQ_SERVER} ({e}): install rabbitmq-server \
+                     (`apt-get install rabbitmq-server`; scripts/test.sh does)"
+                )
+            })
+    };
+    let mut server = RabbitServer {
+        management_port,
+        amqp_port,
+        child,
+        _dir: dir,
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
+    let url = format!("{}/api/overview", server.management_url());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = http
+            .get(&url)
+            .basic_auth(user, Some(pass))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        if matches!(status, Ok(200)) {
+            return server;
+        }
+        let exited = server.child.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() >= deadline {
+            panic!(
+                "rabbitmq-server node {node} did not answer GET {url} with 200 within 90 s \
+                 (last: {status:?}, exited: {exited:?}); is it installed (scripts/test.sh \
+                 installs it)? log tail:\n{}",
+                rabbit_log_tail(&server._dir.path().join("log"), 30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
