@@ -6,7 +6,7 @@
 #   bash scripts/bench.sh
 #
 # As root on Debian with Docker running (like scripts/test.sh, whose preparation steps it
-# repeats; Postgres and OpenBao are not needed):
+# repeats; OpenBao is not needed, Postgres is: benchmark 7c's watcher probes it):
 #   1. prerequisites: cargo, the docker CLI, ../shared (Discord's OpenAPI spec for the fake
 #      Discord), GNU time (`apt-get install -y time` when missing: peak RSS of `logs`)
 #   2. the node becomes a single-node Swarm manager when it is not one
@@ -67,6 +67,13 @@ echo "swarm: active manager"
 step "3. test images"
 export SPROCKET_TEST_IMAGE="${SPROCKET_TEST_IMAGE:-sprocket-ops-testsvc}"
 bash "$ROOT/scripts/build-test-images.sh"
+
+# Postgres: benchmark 7c runs the alert watcher with every probe kind, a postgres one too.
+step "3b. postgres"
+SPROCKET_TEST_POSTGRES_URL="$(bash "$ROOT/scripts/start-postgres.sh")" ||
+    die "scripts/start-postgres.sh failed"
+export SPROCKET_TEST_POSTGRES_URL
+echo "postgres: $SPROCKET_TEST_POSTGRES_URL"
 
 # --- 4. release build ----------------------------------------------------------------------
 step "4. cargo build --release"
