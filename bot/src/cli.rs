@@ -161,6 +161,32 @@ pub fn parse_age(s: &str) -> Result<i64, String> {
     commands::parse_age(s)
 }
 
+/// Appends the audit row of a read-only command that ran since `started` (the actor is the
+/// OS user).
+async fn record_read(
+    ops: &Ops,
+    command: &str,
+    params: &serde_json::Value,
+    ok: bool,
+    started: Instant,
+) {
+    let outcome = if ok {
+        ops_core::audit::Outcome::Ok
+    } else {
+        ops_core::audit::Outcome::Error
+    };
+    ops.record(
+        &Actor::cli_from_env(),
+        command,
+        params,
+        outcome,
+        None,
+        None,
+        started,
+    )
+    .await;
+}
+
 /// Runs a subcommand.
 pub async fn run(cli: &Cli) -> Result<(), Exit> {
     if let Command::Probe { url } = &cli.command {
@@ -199,13 +225,11 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             );
             let ops = ops?;
             let report = ops.status_from(snapshot, layer.as_deref());
-            ops.record(
-                &Actor::cli_from_env(),
+            record_read(
+                &ops,
                 "status",
                 &serde_json::json!({ "layer": layer }),
-                ops_core::audit::Outcome::Ok,
-                None,
-                None,
+                true,
                 started,
             )
             .await;
@@ -356,17 +380,11 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             .await?;
             let started = Instant::now();
             let rows = ops.deployer.history(layer, *limit).await;
-            ops.record(
-                &Actor::cli_from_env(),
+            record_read(
+                &ops,
                 "history",
                 &serde_json::json!({ "layer": layer, "limit": limit }),
-                if rows.is_ok() {
-                    ops_core::audit::Outcome::Ok
-                } else {
-                    ops_core::audit::Outcome::Error
-                },
-                None,
-                None,
+                rows.is_ok(),
                 started,
             )
             .await;
@@ -388,17 +406,11 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             .await?;
             let started = Instant::now();
             let locks = ops.deployer.locks().await;
-            ops.record(
-                &Actor::cli_from_env(),
+            record_read(
+                &ops,
                 "locks",
                 &serde_json::json!({}),
-                if locks.is_ok() {
-                    ops_core::audit::Outcome::Ok
-                } else {
-                    ops_core::audit::Outcome::Error
-                },
-                None,
-                None,
+                locks.is_ok(),
                 started,
             )
             .await;

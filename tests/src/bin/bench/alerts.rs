@@ -435,48 +435,14 @@ pub(super) async fn bench_alert_burst() -> anyhow::Result<Measured> {
 
 async fn serve_rss(extra: &str, wait: Duration) -> anyhow::Result<(u64, u64, u64, usize)> {
     let bin = ops_binary()?;
-    let discord = FakeDiscord::start().await;
-    for (id, name) in [
-        (ALERTS, "alerts"),
-        (APPROVALS, "approvals"),
-        (AUDIT, "audit"),
-        (OFFTOPIC, "offtopic"),
-    ] {
-        discord.add_channel(id, name);
-    }
+    let discord = fake_discord().await;
     let github = FakeGithub::start().await;
-    let dir = tempfile::tempdir()?;
     let extra = extra.replace("{github}", &github.api_base_url());
-    let cfg = write_config(dir.path(), Some((&discord, &github)), &extra)?;
-    let log_path = dir.path().join("serve.log");
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .env_remove("DISCORD_TOKEN")
-        .env_remove("GITHUB_TOKEN")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("spawning {} serve", bin.display()))?;
-    let pid = child.id().ok_or_else(|| anyhow!("no pid"))?;
-    let serve_log = || clip(&std::fs::read_to_string(&log_path).unwrap_or_default(), 800);
-    tokio::select! {
-        r = discord.wait_commands_registered(Duration::from_secs(60)) => {
-            r.with_context(|| format!("serve log: {}", serve_log()))?;
-        }
-        status = child.wait() => bail!("serve exited early ({:?}): {}", status, serve_log()),
-    }
+    let mut serve = Serve::start(&bin, &discord, &github, &extra).await?;
     tokio::time::sleep(wait).await;
-    if let Some(status) = child.try_wait()? {
-        bail!("serve exited ({status}): {}", serve_log());
-    }
-    let (rss, hwm, threads) = proc_status_kib(pid)?;
-    child.kill().await?;
-    let _ = child.wait().await;
+    serve.check_running("before its memory was read")?;
+    let (rss, hwm, threads) = serve.memory()?;
+    serve.stop().await?;
     let alerts_posted = discord.channel_messages(ALERTS).await.len();
     Ok((rss, hwm, threads, alerts_posted))
 }

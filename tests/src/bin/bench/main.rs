@@ -799,8 +799,8 @@ fn proc_status_kib(pid: u32) -> anyhow::Result<(u64, u64, u64)> {
     ))
 }
 
-async fn bench_idle_rss() -> anyhow::Result<Measured> {
-    let bin = ops_binary()?;
+/// A fake Discord with the channels the bot's config names.
+async fn fake_discord() -> FakeDiscord {
     let discord = FakeDiscord::start().await;
     for (id, name) in [
         (ALERTS, "alerts"),
@@ -810,41 +810,107 @@ async fn bench_idle_rss() -> anyhow::Result<Measured> {
     ] {
         discord.add_channel(id, name);
     }
-    let github = FakeGithub::start().await;
-    let dir = tempfile::tempdir()?;
-    let cfg = write_config(dir.path(), Some((&discord, &github)), "")?;
-    let log_path = dir.path().join("serve.log");
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .env_remove("DISCORD_TOKEN")
-        .env_remove("GITHUB_TOKEN")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("spawning {} serve", bin.display()))?;
-    let pid = child.id().ok_or_else(|| anyhow!("no pid"))?;
-    log(format!("{} serve started (pid {pid})", bin.display()));
-    let serve_log = || clip(&std::fs::read_to_string(&log_path).unwrap_or_default(), 800);
-    tokio::select! {
-        r = discord.wait_commands_registered(Duration::from_secs(60)) => {
-            r.with_context(|| format!("serve log: {}", serve_log()))?;
+    discord
+}
+
+/// `sprocket-ops serve` (the binary under test) spawned against the fakes with a config from
+/// [`write_config`] plus `extra`, its stderr in `serve.log` of its own temp dir; killed when
+/// dropped.
+struct Serve {
+    child: tokio::process::Child,
+    pid: u32,
+    log_path: PathBuf,
+    /// From spawn until the slash commands were registered (after READY).
+    ready_after: Duration,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    /// Spawns it and waits until it has registered its commands.
+    async fn start(
+        bin: &Path,
+        discord: &FakeDiscord,
+        github: &FakeGithub,
+        extra: &str,
+    ) -> anyhow::Result<Serve> {
+        let dir = tempfile::tempdir()?;
+        let cfg = write_config(dir.path(), Some((discord, github)), extra)?;
+        let log_path = dir.path().join("serve.log");
+        let started = Instant::now();
+        let child = tokio::process::Command::new(bin)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("serve")
+            .env_remove("DISCORD_TOKEN")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path)?)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("spawning {} serve", bin.display()))?;
+        let pid = child.id().ok_or_else(|| anyhow!("no pid"))?;
+        let mut serve = Serve {
+            child,
+            pid,
+            log_path,
+            ready_after: Duration::ZERO,
+            _dir: dir,
+        };
+        tokio::select! {
+            r = discord.wait_commands_registered(Duration::from_secs(60)) => {
+                r.with_context(|| format!("serve log: {}", serve.log()))?;
+            }
+            status = serve.child.wait() => bail!("serve exited early ({:?}): {}", status, serve.log()),
         }
-        status = child.wait() => bail!("serve exited early ({:?}): {}", status, serve_log()),
+        serve.ready_after = started.elapsed();
+        Ok(serve)
     }
-    let ready_after = started.elapsed();
+
+    /// The end of its log, for error messages.
+    fn log(&self) -> String {
+        clip(
+            &std::fs::read_to_string(&self.log_path).unwrap_or_default(),
+            800,
+        )
+    }
+
+    /// An error naming `when` if the process has exited.
+    fn check_running(&mut self, when: &str) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => bail!("serve exited {when} ({status}): {}", self.log()),
+            None => Ok(()),
+        }
+    }
+
+    /// (VmRSS, VmHWM, threads) now.
+    fn memory(&self) -> anyhow::Result<(u64, u64, u64)> {
+        proc_status_kib(self.pid)
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        let _ = self.child.wait().await;
+        Ok(())
+    }
+}
+
+async fn bench_idle_rss() -> anyhow::Result<Measured> {
+    let bin = ops_binary()?;
+    let discord = fake_discord().await;
+    let github = FakeGithub::start().await;
+    let mut serve = Serve::start(&bin, &discord, &github, "").await?;
+    log(format!(
+        "{} serve started (pid {})",
+        bin.display(),
+        serve.pid
+    ));
+    let ready_after = serve.ready_after;
     tokio::time::sleep(IDLE_SETTLE).await;
-    if let Some(status) = child.try_wait()? {
-        bail!("serve exited while idle ({status}): {}", serve_log());
-    }
-    let (rss, hwm, threads) = proc_status_kib(pid)?;
-    child.kill().await?;
-    let _ = child.wait().await;
+    serve.check_running("while idle")?;
+    let (rss, hwm, threads) = serve.memory()?;
+    serve.stop().await?;
     let mib = |k: u64| k as f64 / 1024.0;
     Ok(Measured {
         result: format!("VmRSS {:.1} MiB (VmHWM {:.1} MiB)", mib(rss), mib(hwm)),

@@ -2,17 +2,15 @@
 //! process: every one must be answered, and the bot's resident memory must not grow by more
 //! than 5% between the end of the warm-up and the end of the run.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::anyhow;
 use futures::StreamExt;
 use serde_json::json;
-use sprocket_ops_tests::bot::{ALERTS, APPROVALS, AUDIT, OFFTOPIC};
-use sprocket_ops_tests::fake_discord::{FakeDiscord, Interaction, TestUser};
+use sprocket_ops_tests::fake_discord::{Interaction, TestUser};
 use sprocket_ops_tests::fake_github::FakeGithub;
 
-use super::{clip, log, ms, ops_binary, percentile, proc_status_kib, write_config, Measured};
+use super::{fake_discord, log, ms, ops_binary, percentile, Measured, Serve};
 
 const INTERACTIONS: usize = 10_000;
 const WARMUP: usize = 1_000;
@@ -60,15 +58,7 @@ async fn answered(i: &Interaction) -> Option<Duration> {
 
 pub async fn bench_soak() -> anyhow::Result<Measured> {
     let bin = ops_binary()?;
-    let discord = FakeDiscord::start().await;
-    for (id, name) in [
-        (ALERTS, "alerts"),
-        (APPROVALS, "approvals"),
-        (AUDIT, "audit"),
-        (OFFTOPIC, "offtopic"),
-    ] {
-        discord.add_channel(id, name);
-    }
+    let discord = fake_discord().await;
     let github = FakeGithub::start().await;
     let perms_text = std::fs::read_to_string(
         sprocket_ops_tests::env::workspace_root().join("permissions.toml"),
@@ -95,33 +85,11 @@ pub async fn bench_soak() -> anyhow::Result<Measured> {
         links.push_str(&format!("\"{}\" = \"{login}\"\n", user.id));
         users.push(user);
     }
-    let dir = tempfile::tempdir()?;
     let extra =
         format!("\n[limits]\ncommands_per_minute = 10000\n\n[github.static_links]\n{links}");
-    let cfg = write_config(dir.path(), Some((&discord, &github)), &extra)?;
-    let log_path = dir.path().join("serve.log");
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .env_remove("DISCORD_TOKEN")
-        .env_remove("GITHUB_TOKEN")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("spawning {} serve", bin.display()))?;
-    let pid = child.id().ok_or_else(|| anyhow!("no pid"))?;
-    let serve_log = || clip(&std::fs::read_to_string(&log_path).unwrap_or_default(), 800);
-    tokio::select! {
-        r = discord.wait_commands_registered(Duration::from_secs(60)) => {
-            r.with_context(|| format!("serve log: {}", serve_log()))?;
-        }
-        status = child.wait() => bail!("serve exited early ({:?}): {}", status, serve_log()),
-    }
-    let (rss_start, _, _) = proc_status_kib(pid)?;
+    let mut serve = Serve::start(&bin, &discord, &github, &extra).await?;
+    let pid = serve.pid;
+    let (rss_start, _, _) = serve.memory()?;
     log(format!(
         "{} serve (pid {pid}) ready, VmRSS {rss_start} kB; {INTERACTIONS} interactions, {IN_FLIGHT} in flight",
         bin.display()
@@ -149,19 +117,16 @@ pub async fn bench_soak() -> anyhow::Result<Measured> {
         }
         done += 1;
         if done % SAMPLE_EVERY == 0 {
-            if let Some(status) = child.try_wait()? {
-                bail!("serve exited during the soak ({status}): {}", serve_log());
-            }
-            let (rss, _, _) = proc_status_kib(pid)?;
+            serve.check_running("during the soak")?;
+            let (rss, _, _) = serve.memory()?;
             samples.push((done, rss));
             log(format!("{done} answered or timed out; VmRSS {rss} kB"));
         }
     }
     drop(results);
     let took = started.elapsed();
-    let (_, hwm, threads) = proc_status_kib(pid)?;
-    child.kill().await?;
-    let _ = child.wait().await;
+    let (_, hwm, threads) = serve.memory()?;
+    serve.stop().await?;
     let violations = discord.violations();
 
     let after_warmup = samples
