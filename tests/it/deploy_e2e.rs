@@ -233,13 +233,6 @@ fn assert_running_tag(guards: &[ServiceGuard], tag: &str) {
 }
 
 /// The button of an approval message whose custom id has `kind` as its third part.
-fn approval_button(m: &Message, kind: &str) -> String {
-    m.custom_ids()
-        .into_iter()
-        .find(|id| id.split(':').nth(2) == Some(kind))
-        .unwrap_or_else(|| panic!("no {kind} button in {:?}", m.custom_ids()))
-}
-
 async fn click(bot: &TestBot, who: &TestUser, m: &Message, custom_id: &str) -> Response {
     bot.discord
         .click(who, m, custom_id)
@@ -361,7 +354,7 @@ async fn a_failed_apply_shows_redacted_diagnostics_and_its_rollback_button_rolls
     assert!(request.text().contains("dana"), "{}", request.text());
     assert_running_tag(&guards[..1], "main");
 
-    let approve = approval_button(&request, "a");
+    let approve = request.approval_button("a");
     let r = click(&bot, &dana, &request, &approve).await;
     assert!(
         r.ephemeral && r.text().contains("own request"),
@@ -370,7 +363,7 @@ async fn a_failed_apply_shows_redacted_diagnostics_and_its_rollback_button_rolls
     );
     let r = click(&bot, &pat, &request, &approve).await;
     let confirm_msg = r.original.clone().expect("a confirmation");
-    let confirm = approval_button(&confirm_msg, "c");
+    let confirm = confirm_msg.approval_button("c");
     let done = bot
         .discord
         .click(&pat, &confirm_msg, &confirm)

@@ -130,25 +130,6 @@ async fn platform_service(swarm: &TestSwarm, prefix: &str) -> ServiceGuard {
     svc
 }
 
-async fn replicas(swarm: &TestSwarm, name: &str) -> Option<u64> {
-    swarm
-        .inspect(name)
-        .await
-        .ok()
-        .and_then(|s| s.spec)
-        .and_then(|s| s.mode)
-        .and_then(|m| m.replicated)
-        .and_then(|r| r.replicas)
-        .map(|r| r as u64)
-}
-
-fn button(m: &Message, kind: &str) -> String {
-    m.custom_ids()
-        .into_iter()
-        .find(|id| id.split(':').nth(2) == Some(kind))
-        .unwrap_or_else(|| panic!("no {kind} button in {:?}", m.custom_ids()))
-}
-
 async fn ask(bot: &TestBot, who: &TestUser, command: &str, options: serde_json::Value) -> Response {
     bot.discord
         .invoke(who, command, options)
@@ -191,7 +172,7 @@ async fn approval_cycle(
     seen.insert(msg.id);
     let r = bot
         .discord
-        .click(bob, &msg, &button(&msg, "a"))
+        .click(bob, &msg, &msg.approval_button("a"))
         .await
         .response(T)
         .await
@@ -199,7 +180,7 @@ async fn approval_cycle(
     let confirm_msg = r.original.clone().expect("the confirmation message");
     let done = bot
         .discord
-        .click(bob, &confirm_msg, &button(&confirm_msg, "c"))
+        .click(bob, &confirm_msg, &confirm_msg.approval_button("c"))
         .await
         .wait_final(T, |r| r.text().contains("Done"))
         .await
@@ -264,7 +245,7 @@ async fn gateway_drops_every_few_seconds_for_minutes_lose_no_approval_and_run_no
     while started.elapsed() < run_for {
         approval_cycle(&bot, &alice, &bob, svc.name(), &mut seen).await;
         cycles += 1;
-        assert_eq!(replicas(&swarm, svc.name()).await, Some(1));
+        assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(1));
         // Reads in between, for about 4 s (an approval cycle every few seconds is plenty
         // and keeps the shared Swarm from being flooded with updates).
         let until = Instant::now() + Duration::from_secs(4);
@@ -315,7 +296,7 @@ async fn gateway_drops_every_few_seconds_for_minutes_lose_no_approval_and_run_no
         vec![("done".to_string(), cycles as i64)],
         "no approval lost, pending or failed"
     );
-    assert_eq!(replicas(&swarm, svc.name()).await, Some(1));
+    assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(1));
     bot.discord.assert_no_violations();
 }
 
@@ -365,7 +346,7 @@ async fn a_docker_outage_is_reported_changes_are_refused_and_the_bot_recovers() 
         .expect("/status works again once the engine is back");
     assert!(!back.text().contains("unreachable"), "{}", back.text());
     assert_eq!(
-        replicas(&swarm, svc.name()).await,
+        swarm.replicas(svc.name()).await.unwrap(),
         Some(1),
         "nothing ran during the outage"
     );
@@ -458,7 +439,7 @@ async fn a_github_outage_refuses_destructive_requests_until_github_returns() {
         .filter(|m| m.text().contains(svc.name()))
         .collect();
     assert_eq!(posted.len(), 1, "nothing was requested during the outage");
-    assert_eq!(replicas(&swarm, svc.name()).await, Some(1));
+    assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(1));
     bot.discord.assert_no_violations();
 }
 
@@ -501,6 +482,6 @@ async fn a_locked_database_refuses_destructive_requests_and_the_bot_recovers() {
         .await
         .expect("destructive requests work again once the lock is gone");
     assert!(r.text().contains("operator"), "{}", r.text());
-    assert_eq!(replicas(&swarm, svc.name()).await, Some(1));
+    assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(1));
     bot.discord.assert_no_violations();
 }

@@ -33,15 +33,6 @@ async fn platform_service(swarm: &TestSwarm, spec: TestService) -> ServiceGuard 
     g
 }
 
-async fn replicas(swarm: &TestSwarm, name: &str) -> Option<u64> {
-    let s = swarm.inspect(name).await.unwrap();
-    s.spec
-        .and_then(|s| s.mode)
-        .and_then(|m| m.replicated)
-        .and_then(|r| r.replicas)
-        .map(|r| r as u64)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bump_main_to_v2_converges_and_is_reported_with_the_new_image() {
     let swarm = TestSwarm::connect().await;
@@ -120,7 +111,7 @@ async fn scale_and_restart_change_the_real_service_and_bad_names_get_suggestions
         .await
         .unwrap();
     assert!(r.text().contains("completed"), "{}", r.text());
-    assert_eq!(replicas(&swarm, svc.name()).await, Some(2));
+    assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(2));
 
     let before = swarm.inspect(svc.name()).await.unwrap();
     let force = |s: &bollard::models::Service| {
@@ -196,13 +187,6 @@ async fn approval_message(bot: &TestBot, needle: &str) -> Message {
         .expect("the request is posted in the approvals channel")
 }
 
-fn button(m: &Message, kind: &str) -> String {
-    m.custom_ids()
-        .into_iter()
-        .find(|id| id.split(':').nth(2) == Some(kind))
-        .unwrap_or_else(|| panic!("no {kind} button in {:?}", m.custom_ids()))
-}
-
 async fn request_scale_to_zero(bot: &TestBot, who: &TestUser, service: &str) -> Message {
     let r = bot
         .discord
@@ -239,11 +223,11 @@ async fn scale_to_zero_waits_for_a_second_engineer_never_the_requester() {
     let bob = bot.person("bob", &["operator"]).await;
     let msg = request_scale_to_zero(&bot, &alice, svc.name()).await;
     assert_eq!(
-        replicas(&swarm, svc.name()).await,
+        swarm.replicas(svc.name()).await.unwrap(),
         Some(1),
         "nothing runs before the approval"
     );
-    let approve = button(&msg, "a");
+    let approve = msg.approval_button("a");
 
     for (who, why) in [
         (&alice, "own request"),
@@ -273,7 +257,7 @@ async fn scale_to_zero_waits_for_a_second_engineer_never_the_requester() {
         r.text()
     );
     let confirm_msg = r.original.clone().expect("the confirmation message");
-    let confirm = button(&confirm_msg, "c");
+    let confirm = confirm_msg.approval_button("c");
     let done = bot
         .discord
         .click(&bob, &confirm_msg, &confirm)
@@ -282,7 +266,7 @@ async fn scale_to_zero_waits_for_a_second_engineer_never_the_requester() {
         .await
         .unwrap();
     assert!(done.text().contains("0"), "{}", done.text());
-    assert_eq!(replicas(&swarm, svc.name()).await, Some(0));
+    assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(0));
     let posted = bot
         .discord
         .wait_channel_message(
@@ -325,9 +309,9 @@ async fn a_hundred_concurrent_confirmations_execute_once_even_when_replayed_afte
         approvers.push(bot.person(&format!("op{i}"), &["operator"]).await);
     }
     let msg = request_scale_to_zero(&bot, &alice, svc.name()).await;
-    let r = click_text(&bot, &approvers[0], &msg, &button(&msg, "a")).await;
+    let r = click_text(&bot, &approvers[0], &msg, &msg.approval_button("a")).await;
     let confirm_msg = r.original.clone().unwrap();
-    let confirm = button(&confirm_msg, "c");
+    let confirm = confirm_msg.approval_button("c");
     let mut clicks = Vec::new();
     for who in &approvers {
         clicks.push(bot.discord.click(who, &confirm_msg, &confirm).await);
@@ -371,7 +355,7 @@ async fn a_hundred_concurrent_confirmations_execute_once_even_when_replayed_afte
         })
         .count();
     assert_eq!(runs, 1, "exactly one execution is audited");
-    assert_eq!(replicas(&swarm, svc.name()).await, Some(0));
+    assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(0));
     bot.discord.assert_no_violations();
 }
 
@@ -410,11 +394,11 @@ async fn an_approval_survives_a_restart_and_rollback_returns_to_the_previous_ima
 
     bot.restart().await;
 
-    let r = click_text(&bot, &bob, &msg, &button(&msg, "a")).await;
+    let r = click_text(&bot, &bob, &msg, &msg.approval_button("a")).await;
     let confirm_msg = r.original.clone().expect("confirmation after a restart");
     let done = bot
         .discord
-        .click(&bob, &confirm_msg, &button(&confirm_msg, "c"))
+        .click(&bob, &confirm_msg, &confirm_msg.approval_button("c"))
         .await
         .wait_final(T, |r| {
             r.text().contains("Done") || r.text().contains("Failed")
@@ -444,7 +428,7 @@ async fn github_failing_refuses_destructive_requests_and_approvals() {
     let bob = bot.person("bob", &["operator"]).await;
     let msg = request_scale_to_zero(&bot, &alice, svc.name()).await;
     bot.github.set_failure(Failure::ServerError);
-    let r = click_text(&bot, &bob, &msg, &button(&msg, "a")).await;
+    let r = click_text(&bot, &bob, &msg, &msg.approval_button("a")).await;
     assert!(r.ephemeral && r.text().contains("GitHub"), "{}", r.text());
     let r = bot
         .discord
@@ -459,7 +443,7 @@ async fn github_failing_refuses_destructive_requests_and_approvals() {
         .unwrap();
     assert!(r.ephemeral && r.text().contains("GitHub"), "{}", r.text());
     bot.github.set_failure(Failure::None);
-    assert_eq!(replicas(&swarm, svc.name()).await, Some(1));
+    assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(1));
     bot.discord.assert_no_violations();
 }
 
@@ -478,7 +462,7 @@ async fn an_expired_request_refuses_clicks_and_loses_its_buttons() {
         .execute(&pool)
         .await
         .unwrap();
-    let r = click_text(&bot, &bob, &msg, &button(&msg, "a")).await;
+    let r = click_text(&bot, &bob, &msg, &msg.approval_button("a")).await;
     assert!(
         r.ephemeral && (r.text().contains("expired")),
         "{}",
@@ -494,7 +478,7 @@ async fn an_expired_request_refuses_clicks_and_loses_its_buttons() {
         .await
         .unwrap();
     assert!(edited.custom_ids().is_empty());
-    assert_eq!(replicas(&swarm, svc.name()).await, Some(1));
+    assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(1));
     bot.discord.assert_no_violations();
 }
 

@@ -319,6 +319,18 @@ impl TestSwarm {
             .with_context(|| format!("inspecting service {name}"))
     }
 
+    /// The replicas the service's spec asks for (`None` for a global service).
+    pub async fn replicas(&self, name: &str) -> anyhow::Result<Option<u64>> {
+        Ok(self
+            .inspect(name)
+            .await?
+            .spec
+            .and_then(|s| s.mode)
+            .and_then(|m| m.replicated)
+            .and_then(|r| r.replicas)
+            .map(|r| r as u64))
+    }
+
     /// All tasks of a service (every state, including the failed history).
     pub async fn tasks(&self, name: &str) -> anyhow::Result<Vec<Task>> {
         let filters = HashMap::from([("service", vec![name])]);

@@ -161,6 +161,15 @@ impl Message {
         out
     }
 
+    /// The approval button of kind `a` (approve), `d` (deny) or `c` (confirm): custom ids
+    /// `apr:<id>:<kind>:<mac>`. Panics naming the buttons there are when it is missing.
+    pub fn approval_button(&self, kind: &str) -> String {
+        self.custom_ids()
+            .into_iter()
+            .find(|id| id.split(':').nth(2) == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} button in {:?}", self.custom_ids()))
+    }
+
     /// The component object with this `custom_id`, if any.
     pub fn component(&self, custom_id: &str) -> Option<Value> {
         fn find(v: &Value, id: &str) -> Option<Value> {
