@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::approvals::PersonRef;
 use crate::github::{Freshness, GithubError, GithubUser, MembershipCache, TeamRef};
@@ -40,6 +41,15 @@ impl From<StoreError> for IdentityError {
     }
 }
 
+/// How long a resolved link is reused by read-only and change commands. Links are written only
+/// through [`Identity::link`], which updates the cache, so the ttl only bounds how long a row
+/// edited behind the bot's back (by hand, on the same database) goes unseen. Destructive
+/// actions and approvals always read the store, so they are refused when it is down.
+pub const LINK_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Above this many cached links, expired ones are pruned.
+const LINK_CACHE_PRUNE_AT: usize = 1024;
+
 /// Identity resolution over the store's links, the static mapping and GitHub.
 pub struct Identity {
     store: Arc<dyn Store>,
@@ -49,6 +59,10 @@ pub struct Identity {
     static_links: BTreeMap<u64, String>,
     /// Static links' logins -> GitHub user (numeric id), learned once.
     static_ids: Mutex<HashMap<String, GithubUser>>,
+    /// Discord user id -> person, as last read from the store (or the static mapping). Keeps
+    /// the store off the acknowledgement path of every interaction: under load its pool is busy
+    /// with audit writes, and an interaction must be acknowledged within Discord's deadline.
+    links: Mutex<HashMap<u64, (PersonRef, Instant)>>,
 }
 
 impl Identity {
@@ -74,6 +88,7 @@ impl Identity {
                 .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
                 .collect(),
             static_ids: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
         }
     }
 
@@ -85,8 +100,41 @@ impl Identity {
         &self.cache
     }
 
-    /// The GitHub account of a Discord user: a `/link` wins over the static mapping.
+    /// The GitHub account of a Discord user: a `/link` wins over the static mapping. Always
+    /// reads the store (and refreshes the cache [`Identity::resolve`] uses).
     pub async fn person(&self, discord_id: u64) -> Result<PersonRef, IdentityError> {
+        let person = self.person_uncached(discord_id).await?;
+        self.remember(&person);
+        Ok(person)
+    }
+
+    /// [`Identity::person`], answered from the cache when `freshness` allows it and the entry is
+    /// younger than [`LINK_CACHE_TTL`]; [`Freshness::Live`] always reads the store.
+    async fn person_for(
+        &self,
+        discord_id: u64,
+        freshness: Freshness,
+    ) -> Result<PersonRef, IdentityError> {
+        if freshness != Freshness::Live {
+            let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((p, at)) = links.get(&discord_id) {
+                if at.elapsed() < LINK_CACHE_TTL {
+                    return Ok(p.clone());
+                }
+            }
+        }
+        self.person(discord_id).await
+    }
+
+    fn remember(&self, person: &PersonRef) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if links.len() >= LINK_CACHE_PRUNE_AT {
+            links.retain(|_, (_, at)| at.elapsed() < LINK_CACHE_TTL);
+        }
+        links.insert(person.discord_id, (person.clone(), Instant::now()));
+    }
+
+    async fn person_uncached(&self, discord_id: u64) -> Result<PersonRef, IdentityError> {
         if let Some(l) = self.store.get_link(discord_id).await? {
             return Ok(PersonRef {
                 github_id: l.github_id,
@@ -136,7 +184,7 @@ impl Identity {
         discord_id: u64,
         freshness: Freshness,
     ) -> Result<Principal, IdentityError> {
-        let person = self.person(discord_id).await?;
+        let person = self.person_for(discord_id, freshness).await?;
         let answer = self
             .cache
             .teams_of(&person.login, &self.teams, freshness)
@@ -162,6 +210,11 @@ impl Identity {
             })
             .await?;
         self.cache.invalidate(&user.login);
+        self.remember(&PersonRef {
+            github_id: user.id,
+            login: user.login.clone(),
+            discord_id,
+        });
         Ok(())
     }
 
@@ -185,5 +238,122 @@ impl Identity {
             }
         }
         Ok(counted.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::{DeviceCode, DevicePoll, GithubApi, Membership};
+    use crate::secret::Secret;
+    use crate::store::Backend;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Every team answers "active"; anything but a membership check is a bug in the test.
+    #[derive(Default)]
+    struct MemberOfAll(AtomicUsize);
+
+    #[async_trait]
+    impl GithubApi for MemberOfAll {
+        async fn team_membership(&self, _: &TeamRef, _: &str) -> Result<Membership, GithubError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Membership::Active)
+        }
+        async fn user_by_login(&self, login: &str) -> Result<GithubUser, GithubError> {
+            panic!("unexpected user_by_login({login})")
+        }
+        async fn user_by_token(&self, _: &Secret) -> Result<GithubUser, GithubError> {
+            panic!("unexpected user_by_token")
+        }
+        async fn start_device_flow(&self) -> Result<DeviceCode, GithubError> {
+            panic!("unexpected start_device_flow")
+        }
+        async fn poll_device_flow(&self, _: &Secret) -> Result<DevicePoll, GithubError> {
+            panic!("unexpected poll_device_flow")
+        }
+    }
+
+    /// An identity over a fresh SQLite file; the backend is returned so a test can close it.
+    async fn identity(dir: &tempfile::TempDir) -> (Identity, Backend) {
+        let url = format!("sqlite://{}", dir.path().join("id.db").display());
+        let backend = crate::store::open(&url, None).await.unwrap();
+        let perms =
+            Permissions::parse("permissions.toml", include_str!("../../permissions.toml")).unwrap();
+        let cache = MembershipCache::new(Arc::new(MemberOfAll::default()), 300, 3600);
+        let identity = Identity::new(backend.store(), cache, Arc::new(perms), &BTreeMap::new());
+        (identity, backend)
+    }
+
+    fn octo(id: u64) -> GithubUser {
+        GithubUser {
+            id,
+            login: format!("octo{id}"),
+        }
+    }
+
+    async fn close(backend: &Backend) {
+        match backend {
+            Backend::Sqlite(s) => s.pool().close().await,
+            Backend::Postgres(p) => p.pool().close().await,
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_keep_resolving_from_the_link_cache_when_the_store_is_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, backend) = identity(&dir).await;
+        id.link(42, &octo(7)).await.unwrap();
+        close(&backend).await;
+        for freshness in [Freshness::MayBeStale, Freshness::MustBeFresh] {
+            let p = id.resolve(42, freshness).await.unwrap();
+            assert_eq!((p.person.github_id, p.person.login.as_str()), (7, "octo7"));
+        }
+    }
+
+    #[tokio::test]
+    async fn destructive_resolution_reads_the_store_and_fails_closed_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, backend) = identity(&dir).await;
+        id.link(42, &octo(7)).await.unwrap();
+        id.resolve(42, Freshness::MayBeStale).await.unwrap();
+        close(&backend).await;
+        let e = id.resolve(42, Freshness::Live).await.unwrap_err();
+        assert!(matches!(e, IdentityError::Store), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn relinking_takes_effect_at_once_for_cached_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, _backend) = identity(&dir).await;
+        id.link(42, &octo(7)).await.unwrap();
+        assert_eq!(
+            id.resolve(42, Freshness::MayBeStale)
+                .await
+                .unwrap()
+                .person
+                .github_id,
+            7
+        );
+        id.link(42, &octo(8)).await.unwrap();
+        let p = id.resolve(42, Freshness::MayBeStale).await.unwrap();
+        assert_eq!((p.person.github_id, p.person.login.as_str()), (8, "octo8"));
+    }
+
+    #[tokio::test]
+    async fn an_unlinked_user_is_not_remembered_as_anyone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, _backend) = identity(&dir).await;
+        let e = id.resolve(42, Freshness::MayBeStale).await.unwrap_err();
+        assert!(matches!(e, IdentityError::NotLinked), "{e:?}");
+        id.link(42, &octo(7)).await.unwrap();
+        assert_eq!(
+            id.resolve(42, Freshness::MayBeStale)
+                .await
+                .unwrap()
+                .person
+                .github_id,
+            7
+        );
     }
 }
