@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use axum::Router;
 use serde_json::{json, Map, Value};
 
@@ -426,6 +427,14 @@ impl FakeDiscord {
             .fallback(rest::handle)
             .layer(DefaultBodyLimit::max(rest::BODY_LIMIT))
             .with_state(shared.clone());
+        // TCP_NODELAY on every accepted socket, as production HTTP and WebSocket servers set
+        // it. Without it, Nagle's algorithm holds a gateway frame written right after another
+        // until the bot's delayed ACK (40 ms on Linux): a harness delay, not the bot's.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(target: "fake_discord", "cannot set TCP_NODELAY: {e}");
+            }
+        });
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(target: "fake_discord", "server stopped: {e}");
