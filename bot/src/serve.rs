@@ -163,17 +163,7 @@ pub async fn serve(
                     .await;
                 }
                 spawn_sweeper(Arc::clone(&ctx.http), setup_data.clone());
-                for d in &interrupted {
-                    commands::approval_ui::audit_line(
-                        &ctx.http,
-                        &setup_data,
-                        &format!(
-                            "⚠️ deploy `{}` of `{}` (by {}) was interrupted by a restart; its lock was released",
-                            d.id, d.layer, d.requester
-                        ),
-                    )
-                    .await;
-                }
+                commands::deploy::announce_interrupted(&ctx.http, &setup_data, &interrupted).await;
                 Ok(setup_data)
             })
         })

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use ops_core::deploy::{watch_progress, DeployOutcome, DeployPhase, DeployProgress, DeployRequest};
 use ops_core::ops::Access;
+use ops_core::store::DeployRecord;
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
@@ -175,6 +176,90 @@ const FINAL_RETRIES: [std::time::Duration; 4] = [
     std::time::Duration::from_secs(20),
 ];
 
+/// Records the deploy's message (channel, id) with the deploy; a failure only loses the edit
+/// after a restart, so it is logged and the deploy goes on.
+async fn place_message(ops: &ops_core::ops::Ops, handle: &poise::ReplyHandle<'_>, deploy_id: &str) {
+    match handle.message().await {
+        Ok(m) => {
+            if let Err(e) = ops
+                .deployer
+                .set_message(deploy_id, m.channel_id.get(), m.id.get())
+                .await
+            {
+                tracing::warn!(deploy_id, error = %e, "recording the deploy's message failed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(deploy_id, error = %e, "reading back the deploy's message failed")
+        }
+    }
+}
+
+/// At start-up: each deploy a restart interrupted is told to the audit channel, and its own
+/// message (when /deploy recorded it) is edited to say so. The bot token edits it: the
+/// interaction's token may have expired.
+pub async fn announce_interrupted(http: &serenity::Http, data: &Data, deploys: &[DeployRecord]) {
+    for d in deploys {
+        crate::approval_ui::audit_line(
+            http,
+            data,
+            &format!(
+                "⚠️ deploy `{}` of `{}` (by {}) was interrupted by a restart; its lock was released",
+                d.id, d.layer, d.requester
+            ),
+        )
+        .await;
+        let place = match data.ops.deployer.message_of(&d.id).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(deploy_id = %d.id, error = %e, "cannot look up the interrupted deploy's message");
+                None
+            }
+        };
+        let Some((channel_id, message_id)) = place else {
+            continue;
+        };
+        let page = interrupted_page(d).redacted(&data.ops.redactor);
+        let edit = serenity::EditMessage::new()
+            .embed(page.to_embed())
+            .components(vec![]);
+        if let Err(e) = serenity::ChannelId::new(channel_id)
+            .edit_message(http, serenity::MessageId::new(message_id), edit)
+            .await
+        {
+            tracing::warn!(deploy_id = %d.id, error = %e, "editing the interrupted deploy's message failed");
+        }
+    }
+}
+
+/// What an interrupted deploy's own message says after the restart.
+fn interrupted_page(d: &DeployRecord) -> Page {
+    let mut fields = Vec::new();
+    if d.image_before.is_some() || d.image_after.is_some() {
+        fields.push((
+            "Image".into(),
+            format!(
+                "{} → {}",
+                d.image_before.as_deref().unwrap_or("-"),
+                d.image_after.as_deref().unwrap_or("-")
+            ),
+        ));
+    }
+    Page {
+        title: format!("Deploy {}: interrupted", d.layer),
+        description: format!(
+            "sprocket-ops restarted while this deploy ran. It is marked interrupted and the \
+             `{}` lock is released, but the apply may have stopped half-way and pulumi's own \
+             stack lock may remain. Check `/status` and `/history layer:{}` before deploying \
+             again.",
+            d.layer, d.layer
+        ),
+        color: RED,
+        fields,
+        footer: format!("deploy {} · requested by {}", d.id, d.requester),
+    }
+}
+
 async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> Result<(), Error> {
     let who = allow(ctx, "deploy", Access::Change)
         .await?
@@ -216,6 +301,7 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
     let mut last_edit = Instant::now();
     let mut dirty = false;
     let mut watching = true;
+    let mut placed = false;
     let joined = loop {
         tokio::select! {
             r = &mut run => break r,
@@ -226,6 +312,15 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
                 }
             }
             _ = tokio::time::sleep(EDIT_INTERVAL) => {}
+        }
+        // Once the deploy has its id: remember where its message is, so that a restart in the
+        // middle can edit it (start-up's `announce_interrupted`).
+        if !placed {
+            let id = rx.borrow().deploy_id.clone();
+            if let (Some(h), Some(id)) = (&handle, id) {
+                placed = true;
+                place_message(&ops, h, &id).await;
+            }
         }
         if let (Some(h), true) = (&handle, dirty && last_edit.elapsed() >= EDIT_INTERVAL) {
             let p = rx.borrow_and_update().clone();

@@ -1138,6 +1138,28 @@ impl Deployer {
             .map_err(|e| self.store_error(e))
     }
 
+    /// Records where the deploy's own Discord message is, so that a restart in the middle of
+    /// the deploy can have that message say so ([`Deployer::message_of`]).
+    pub async fn set_message(
+        &self,
+        deploy_id: &str,
+        channel_id: u64,
+        message_id: u64,
+    ) -> Result<(), DeployError> {
+        self.store
+            .set_deploy_message(deploy_id, channel_id, message_id)
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
+    /// Where the deploy's own Discord message is (channel id, message id), if recorded.
+    pub async fn message_of(&self, deploy_id: &str) -> Result<Option<(u64, u64)>, DeployError> {
+        self.store
+            .get_deploy_message(deploy_id)
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
     /// The tag to roll `layer` back to: the newest successful deploy's tag that differs from
     /// the tag of the newest deploy that ran (succeeded, failed, interrupted, or cancelled
     /// after it started applying); without one, the tag configured before that deploy. `None`

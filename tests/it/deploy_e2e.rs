@@ -520,6 +520,16 @@ async fn a_bot_killed_mid_deploy_leaves_no_stuck_lock_after_its_restart() {
         "{}",
         told.text()
     );
+    // The deploy's own message says so too: edited with the bot token, its buttons gone.
+    let own = first
+        .wait_final(T, |r| r.text().contains("Deploy platform: interrupted"))
+        .await
+        .expect("the interrupted deploy's own message is edited after the restart");
+    assert!(
+        own.text().contains("pulumi") && own.text().contains("dana"),
+        "{}",
+        own.text()
+    );
     let locks = bot
         .discord
         .invoke(&vic, "locks", json!([]))

@@ -1002,6 +1002,16 @@ async fn deploy_store_suite(s: Arc<dyn Store>) {
         .collect();
     assert_eq!(platform, ["d2", "d0"], "newest first, one layer");
     assert_eq!(s.list_deploys(None, 2).await.unwrap().len(), 2, "limit");
+    // Snowflakes above i64::MAX survive the round trip; a deploy without a message has none.
+    assert_eq!(s.get_deploy_message("d1").await.unwrap(), None);
+    s.set_deploy_message("d1", u64::MAX - 1, 1_234_567_890_123_456_789)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_deploy_message("d1").await.unwrap(),
+        Some((u64::MAX - 1, 1_234_567_890_123_456_789))
+    );
+    assert_eq!(s.get_deploy_message("no-such-deploy").await.unwrap(), None);
     let interrupted = s
         .interrupt_running_deploys(900, "interrupted: restart")
         .await

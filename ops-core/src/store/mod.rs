@@ -113,6 +113,15 @@ pub trait Store: Send + Sync {
     /// Records who approved a deploy (known after the approval executed it).
     async fn set_deploy_approver(&self, id: &str, approver: &str) -> Result<(), StoreError>;
     async fn get_deploy(&self, id: &str) -> Result<Option<DeployRecord>, StoreError>;
+    /// Records where the deploy's own Discord message is (channel id, message id).
+    async fn set_deploy_message(
+        &self,
+        id: &str,
+        channel_id: u64,
+        message_id: u64,
+    ) -> Result<(), StoreError>;
+    /// Where the deploy's own Discord message is, if one was recorded.
+    async fn get_deploy_message(&self, id: &str) -> Result<Option<(u64, u64)>, StoreError>;
     /// Deploys, newest first; of one layer or of all.
     async fn list_deploys(
         &self,

@@ -510,6 +510,27 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn set_deploy_message(&self, id: &str, channel_id: u64, message_id: u64) -> Result<(), StoreError> {
+                sqlx::query("UPDATE deploys SET channel_id = $2, message_id = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(channel_id.to_string())
+                    .bind(message_id.to_string())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                Ok(())
+            }
+
+            async fn get_deploy_message(&self, id: &str) -> Result<Option<(u64, u64)>, StoreError> {
+                let row: Option<(Option<String>, Option<String>)> =
+                    sqlx::query_as("SELECT channel_id, message_id FROM deploys WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(query_err)?;
+                Ok(row.and_then(|(c, m)| Some((c?.parse().ok()?, m?.parse().ok()?))))
+            }
+
             async fn get_deploy(&self, id: &str) -> Result<Option<DeployRecord>, StoreError> {
                 let row = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"))
                     .bind(id)
