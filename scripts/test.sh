@@ -16,7 +16,9 @@
 #      build, several minutes the first time, incremental afterwards)
 #   4. exports SPROCKET_TEST_POSTGRES_URL, SPROCKET_TEST_IMAGE, SPROCKET_TEST_BAO and builds
 #      the bot binary for SPROCKET_OPS_BIN and the `pulumi` stand-in for SPROCKET_TEST_PULUMI
-#   5. cargo test --workspace --all-targets; the script's exit code is the tests' exit code
+#   5. cargo test --workspace --all-targets
+#   6. (full runs only) cargo fmt --check and cargo clippy -D warnings over the workspace
+# The script's exit code is non-zero when a test or a lint fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -172,10 +174,25 @@ cargo test "${test_args[@]}"
 rc=$?
 set -e
 end_step
-printf '\n==================== summary ====================\n%s' "$SUMMARY"
-if [ $rc -eq 0 ]; then
-    echo "ALL TESTS PASSED"
-else
-    echo "TESTS FAILED (cargo test exit code $rc)"
+
+# --- 6. lints (full runs only) ---------------------------------------------------------------
+lint_rc=0
+if [ $# -eq 0 ]; then
+    step "6. cargo fmt --check, cargo clippy -D warnings"
+    cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"
+    cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup component add clippy"
+    cargo fmt --all --check || lint_rc=1
+    cargo clippy --workspace --all-targets --quiet -- -D warnings || lint_rc=1
+    end_step
 fi
-exit $rc
+printf '\n==================== summary ====================\n%s' "$SUMMARY"
+if [ $rc -ne 0 ]; then
+    echo "TESTS FAILED (cargo test exit code $rc)"
+    exit $rc
+fi
+if [ $lint_rc -ne 0 ]; then
+    echo "LINTS FAILED (cargo fmt --check or cargo clippy)"
+    exit 1
+fi
+echo "ALL TESTS PASSED"
+exit 0

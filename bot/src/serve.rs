@@ -119,10 +119,10 @@ pub async fn serve(
                         serenity::FullEvent::InteractionCreate {
                             interaction: serenity::Interaction::Component(mci),
                         } => {
-                            if !commands::vault::handle_share_click(ctx, data, mci).await
-                                && !commands::deploy::handle_rollback_click(ctx, data, mci).await
-                                && !commands::alerts::handle_silence_click(ctx, data, mci).await
-                            {
+                            let handled = commands::vault::handle_share_click(ctx, data, mci).await
+                                || commands::deploy::handle_rollback_click(ctx, data, mci).await
+                                || commands::alerts::handle_silence_click(ctx, data, mci).await;
+                            if !handled {
                                 commands::approval_ui::handle_component(ctx, data, mci).await;
                             }
                         }

@@ -452,9 +452,10 @@ async fn audit_lists_commands_and_denials_in_discord_and_the_cli() {
         .find(|r| r["command"] == "status" && r["outcome"] == "denied")
         .expect("the denial is audited");
     assert_eq!(denied["actor"]["github_login"], "nobody");
+    let olga_id = olga.id.to_string();
     assert!(rows
         .iter()
-        .any(|r| r["command"] == "whoami" && r["actor"]["id"] == olga.id.to_string()));
+        .any(|r| r["command"] == "whoami" && r["actor"]["id"].as_str() == Some(olga_id.as_str())));
     bot.discord.assert_no_violations();
 }
 

@@ -229,7 +229,7 @@ async fn gateway_drops_every_few_seconds_for_minutes_lose_no_approval_and_run_no
                     _ = tokio::time::sleep(Duration::from_secs(3)) => {}
                     _ = stop_rx.changed() => return n,
                 }
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     discord.drop_gateway().await;
                 } else {
                     discord.drop_gateway_abrupt().await;

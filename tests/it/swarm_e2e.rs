@@ -635,7 +635,7 @@ async fn logs_follow_streams_redacted_lines_into_a_thread_and_stops_by_itself() 
         })
         .count();
     assert!(
-        edits >= 2 && edits <= 6,
+        (2..=6).contains(&edits),
         "edited at most every 2 s over 5 s: {edits}"
     );
     for q in bot.discord.requests() {

@@ -190,35 +190,6 @@ fn base36(mut n: u64) -> String {
     String::from_utf8(out).expect("ascii digits")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base36_encodes() {
-        assert_eq!(base36(0), "0");
-        assert_eq!(base36(35), "z");
-        assert_eq!(base36(36), "10");
-    }
-
-    #[test]
-    fn run_id_is_stable_and_name_safe() {
-        let id = run_id();
-        assert_eq!(id, run_id());
-        assert!(id.starts_with(&format!("{}-", std::process::id())));
-        assert!(id.len() <= 20, "{id}");
-        assert!(id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
-    }
-
-    #[test]
-    fn paths() {
-        assert!(workspace_root().join("Cargo.toml").is_file());
-        assert!(shared_dir().ends_with("../shared"));
-    }
-}
-
 /// A Postgres schema of one test's own on the server `scripts/test.sh` started: `url` puts it
 /// first on the search path, so migrations and queries land there and runs never see each
 /// other's rows. [`PgSchema::drop`] removes it.
@@ -255,5 +226,34 @@ impl PgSchema {
             .execute(&self.admin)
             .await
             .expect("drop the test schema");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base36_encodes() {
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
+    }
+
+    #[test]
+    fn run_id_is_stable_and_name_safe() {
+        let id = run_id();
+        assert_eq!(id, run_id());
+        assert!(id.starts_with(&format!("{}-", std::process::id())));
+        assert!(id.len() <= 20, "{id}");
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+    }
+
+    #[test]
+    fn paths() {
+        assert!(workspace_root().join("Cargo.toml").is_file());
+        assert!(shared_dir().ends_with("../shared"));
     }
 }

@@ -116,7 +116,7 @@ pub async fn bench_soak() -> anyhow::Result<Measured> {
             None => unanswered.push(format!("#{k} /{command}")),
         }
         done += 1;
-        if done % SAMPLE_EVERY == 0 {
+        if done.is_multiple_of(SAMPLE_EVERY) {
             serve.check_running("during the soak")?;
             let (rss, _, _) = serve.memory()?;
             samples.push((done, rss));
