@@ -112,23 +112,7 @@ echo "bao: $SPROCKET_TEST_BAO ($bao_version)"
 
 # --- 2. docker + swarm ---------------------------------------------------------------------
 step "2. docker swarm"
-docker_info_err="$(docker info --format '{{.ServerVersion}}' 2>&1 >/dev/null)" ||
-    die "docker info failed: the Docker engine must be running and reachable:
-$docker_info_err"
-echo "docker engine $(docker info --format '{{.ServerVersion}}')"
-swarm_state="$(docker info --format '{{.Swarm.LocalNodeState}}')"
-if [ "$swarm_state" != "active" ]; then
-    echo "swarm state '$swarm_state': docker swarm init --advertise-addr 127.0.0.1"
-    if ! init_out="$(docker swarm init --advertise-addr 127.0.0.1 2>&1)"; then
-        printf '%s\n' "$init_out" >&2
-        die "docker swarm init failed (output above)"
-    fi
-    swarm_state="$(docker info --format '{{.Swarm.LocalNodeState}}')"
-    [ "$swarm_state" = "active" ] || die "swarm state is '$swarm_state' after docker swarm init"
-fi
-[ "$(docker info --format '{{.Swarm.ControlAvailable}}')" = "true" ] ||
-    die "this node is in a swarm but is not a manager: the tests create services and need a manager"
-echo "swarm: active manager"
+bash "$ROOT/scripts/ensure-swarm.sh" || die "the Docker engine or the Swarm is not ready (above)"
 
 # --- 3. images + postgres ------------------------------------------------------------------
 step "3a. test images"
