@@ -76,16 +76,21 @@ pub async fn serve(
     };
     let inflight = Arc::clone(&data.inflight);
     let grace = std::time::Duration::from_secs(cfg.discord.shutdown_grace_secs);
-    match ops.approvals.recover_interrupted().await {
-        Ok(failed) if !failed.is_empty() => {
-            tracing::warn!(
-                count = failed.len(),
-                "approved actions were interrupted by a restart and marked failed"
-            )
+    let failed_approvals = match ops.approvals.recover_interrupted().await {
+        Ok(failed) => {
+            if !failed.is_empty() {
+                tracing::warn!(
+                    count = failed.len(),
+                    "approved actions were interrupted by a restart and marked failed"
+                );
+            }
+            failed
         }
-        Ok(_) => {}
-        Err(e) => tracing::error!("could not recover interrupted approvals: {e}"),
-    }
+        Err(e) => {
+            tracing::error!("could not recover interrupted approvals: {e}");
+            Vec::new()
+        }
+    };
     let layer_specs: Vec<commands::deploy::LayerSpec> = cfg
         .layer_order
         .iter()
@@ -164,6 +169,12 @@ pub async fn serve(
                 }
                 spawn_sweeper(Arc::clone(&ctx.http), setup_data.clone());
                 commands::deploy::announce_interrupted(&ctx.http, &setup_data, &interrupted).await;
+                commands::approval_ui::announce_interrupted(
+                    &ctx.http,
+                    &setup_data,
+                    &failed_approvals,
+                )
+                .await;
                 Ok(setup_data)
             })
         })

@@ -111,6 +111,26 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(8)]
 }
 
+/// At start-up: each approved action a restart interrupted (marked failed by
+/// `Approvals::recover_interrupted`) is told to the audit channel, and its approvals-channel
+/// message is edited to its failed state, so no message keeps saying "executing".
+pub async fn announce_interrupted(http: &serenity::Http, data: &Data, failed: &[ApprovalRequest]) {
+    for req in failed {
+        refresh_message(http, data, &req.id).await;
+        audit_line(
+            http,
+            data,
+            &format!(
+                "⚠️ approved action {} (request `{}`, by {}) was interrupted by a restart and marked failed; check its effect before requesting it again",
+                req.action,
+                short(&req.id),
+                req.requester.login
+            ),
+        )
+        .await;
+    }
+}
+
 /// Edits the request's message in the approvals channel to its current state (bot token: works
 /// after the interaction tokens expire).
 pub async fn refresh_message(http: &serenity::Http, data: &Data, id: &str) {

@@ -419,6 +419,76 @@ async fn an_approval_survives_a_restart_and_rollback_returns_to_the_previous_ima
     bot.discord.assert_no_violations();
 }
 
+/// Regression: an approved action cut short by a restart stayed "approved, executing" in its
+/// approvals-channel message forever. The restart now marks it failed, edits that message and
+/// tells the audit channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_interrupted_by_a_restart_shows_failed_in_its_approval_message() {
+    use ops_core::approvals::ApprovalState;
+    use sqlx::Connection;
+    let swarm = TestSwarm::connect().await;
+    let svc = platform_service(&swarm, TestService::new("prod-intr", "main")).await;
+    let mut bot = TestBot::start().await;
+    let alice = bot.person("alice", &["operator"]).await;
+    let _bob = bot.person("bob", &["operator"]).await;
+    let msg = request_scale_to_zero(&bot, &alice, svc.name()).await;
+
+    // The crash: the request had been approved and its action was executing when the bot died
+    // (set in the store directly: killing the bot at that exact moment is not repeatable).
+    bot.stop().await;
+    let mut db = sqlx::SqliteConnection::connect(&bot.database_url())
+        .await
+        .unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM approvals WHERE state = 'pending'")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    assert_eq!(ids.len(), 1, "one pending request: {ids:?}");
+    let store = ops_core::store::connect(&bot.database_url(), None)
+        .await
+        .unwrap();
+    let now = ops_core::ops::now_ms();
+    for (from, to) in [
+        (ApprovalState::Pending, ApprovalState::Approved),
+        (ApprovalState::Approved, ApprovalState::Executing),
+    ] {
+        assert!(store
+            .transition_approval(&ids[0], from, to, now)
+            .await
+            .unwrap());
+    }
+
+    bot.restart().await;
+    let told = bot
+        .discord
+        .wait_channel_message(AUDIT, |m| m.text().contains("interrupted by a restart"), T)
+        .await
+        .expect("the restart tells the audit channel");
+    assert!(
+        told.text().contains("scale") && told.text().contains("alice"),
+        "{}",
+        told.text()
+    );
+    let edited = bot
+        .discord
+        .wait_channel_message(
+            APPROVALS,
+            |m| m.id == msg.id && !m.text().contains("waiting for approval"),
+            T,
+        )
+        .await
+        .expect("the approval message is edited");
+    assert!(
+        edited.text().contains("failed") && edited.text().contains("interrupted"),
+        "the approval message shows the failure: {}",
+        edited.text()
+    );
+    assert!(edited.custom_ids().is_empty(), "no buttons are left");
+    assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(1));
+    bot.discord.assert_no_violations();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_failing_refuses_destructive_requests_and_approvals() {
     let swarm = TestSwarm::connect().await;
