@@ -4,6 +4,7 @@
 //! account are the same person for every rule.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,10 +42,11 @@ impl From<StoreError> for IdentityError {
     }
 }
 
-/// How long a resolved link is reused by read-only and change commands. Links are written only
-/// through [`Identity::link`], which updates the cache, so the ttl only bounds how long a row
-/// edited behind the bot's back (by hand, on the same database) goes unseen. Destructive
-/// actions and approvals always read the store, so they are refused when it is down.
+/// How long a resolved link is reused by read-only commands ([`Freshness::MayBeStale`]). Links
+/// are written only through [`Identity::link`], which updates the cache, so the ttl only bounds
+/// how long a row edited behind the bot's back (by hand, on the same database) goes unseen.
+/// Change and destructive commands and approvals always read the store: an approval request
+/// records its requester, whom the rule "never the requester" is checked against.
 pub const LINK_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// Above this many cached links, expired ones are pruned.
@@ -63,6 +65,8 @@ pub struct Identity {
     /// the store off the acknowledgement path of every interaction: under load its pool is busy
     /// with audit writes, and an interaction must be acknowledged within Discord's deadline.
     links: Mutex<HashMap<u64, (PersonRef, Instant)>>,
+    /// Counts [`Identity::link`] calls: a store read that a link overtook is not cached.
+    link_writes: AtomicU64,
 }
 
 impl Identity {
@@ -89,6 +93,7 @@ impl Identity {
                 .collect(),
             static_ids: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
+            link_writes: AtomicU64::new(0),
         }
     }
 
@@ -103,19 +108,24 @@ impl Identity {
     /// The GitHub account of a Discord user: a `/link` wins over the static mapping. Always
     /// reads the store (and refreshes the cache [`Identity::resolve`] uses).
     pub async fn person(&self, discord_id: u64) -> Result<PersonRef, IdentityError> {
+        let writes = self.link_writes.load(Ordering::SeqCst);
         let person = self.person_uncached(discord_id).await?;
-        self.remember(&person);
+        // A /link that landed while the store was read may have been overtaken by this read:
+        // caching it could put the old account back over the new one.
+        if self.link_writes.load(Ordering::SeqCst) == writes {
+            self.remember(&person);
+        }
         Ok(person)
     }
 
-    /// [`Identity::person`], answered from the cache when `freshness` allows it and the entry is
-    /// younger than [`LINK_CACHE_TTL`]; [`Freshness::Live`] always reads the store.
+    /// [`Identity::person`], answered from the cache for [`Freshness::MayBeStale`] when the entry
+    /// is younger than [`LINK_CACHE_TTL`]; any other freshness reads the store.
     async fn person_for(
         &self,
         discord_id: u64,
         freshness: Freshness,
     ) -> Result<PersonRef, IdentityError> {
-        if freshness != Freshness::Live {
+        if freshness == Freshness::MayBeStale {
             let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((p, at)) = links.get(&discord_id) {
                 if at.elapsed() < LINK_CACHE_TTL {
@@ -210,6 +220,7 @@ impl Identity {
             })
             .await?;
         self.cache.invalidate(&user.login);
+        self.link_writes.fetch_add(1, Ordering::SeqCst);
         self.remember(&PersonRef {
             github_id: user.id,
             login: user.login.clone(),
@@ -305,21 +316,23 @@ mod tests {
         let (id, backend) = identity(&dir).await;
         id.link(42, &octo(7)).await.unwrap();
         close(&backend).await;
-        for freshness in [Freshness::MayBeStale, Freshness::MustBeFresh] {
-            let p = id.resolve(42, freshness).await.unwrap();
-            assert_eq!((p.person.github_id, p.person.login.as_str()), (7, "octo7"));
-        }
+        let p = id.resolve(42, Freshness::MayBeStale).await.unwrap();
+        assert_eq!((p.person.github_id, p.person.login.as_str()), (7, "octo7"));
     }
 
+    /// Change commands record their requester in approval requests, and the requester may
+    /// never approve: only a store read says who that is.
     #[tokio::test]
-    async fn destructive_resolution_reads_the_store_and_fails_closed_without_it() {
+    async fn change_and_destructive_resolution_read_the_store_and_fail_closed_without_it() {
         let dir = tempfile::tempdir().unwrap();
         let (id, backend) = identity(&dir).await;
         id.link(42, &octo(7)).await.unwrap();
         id.resolve(42, Freshness::MayBeStale).await.unwrap();
         close(&backend).await;
-        let e = id.resolve(42, Freshness::Live).await.unwrap_err();
-        assert!(matches!(e, IdentityError::Store), "{e:?}");
+        for freshness in [Freshness::MustBeFresh, Freshness::Live] {
+            let e = id.resolve(42, freshness).await.unwrap_err();
+            assert!(matches!(e, IdentityError::Store), "{freshness:?}: {e:?}");
+        }
     }
 
     #[tokio::test]
