@@ -168,13 +168,16 @@ pub async fn serve(
                     .await;
                 }
                 spawn_sweeper(Arc::clone(&ctx.http), setup_data.clone());
-                commands::deploy::announce_interrupted(&ctx.http, &setup_data, &interrupted).await;
-                commands::approval_ui::announce_interrupted(
-                    &ctx.http,
-                    &setup_data,
-                    &failed_approvals,
-                )
-                .await;
+                // In a task of its own: poise holds every event until setup returns, and these
+                // are sequential REST calls (rate-limited, retried) and store reads.
+                {
+                    let (http, data) = (Arc::clone(&ctx.http), setup_data.clone());
+                    let (interrupted, failed) = (interrupted.clone(), failed_approvals.clone());
+                    tokio::spawn(async move {
+                        commands::deploy::announce_interrupted(&http, &data, &interrupted).await;
+                        commands::approval_ui::announce_interrupted(&http, &data, &failed).await;
+                    });
+                }
                 Ok(setup_data)
             })
         })

@@ -134,8 +134,15 @@ pub async fn announce_interrupted(http: &serenity::Http, data: &Data, failed: &[
 /// Edits the request's message in the approvals channel to its current state (bot token: works
 /// after the interaction tokens expire).
 pub async fn refresh_message(http: &serenity::Http, data: &Data, id: &str) {
-    let Ok(req) = data.ops.approvals.get(id).await else {
-        return;
+    let req = match data.ops.approvals.get(id).await {
+        Ok(req) => req,
+        Err(e) => {
+            tracing::warn!(
+                request = id,
+                "cannot read the request to edit its message: {e}"
+            );
+            return;
+        }
     };
     let (Some(ch), Some(mid)) = (req.channel_id, req.message_id) else {
         return;

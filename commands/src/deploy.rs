@@ -325,6 +325,12 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
         if let (Some(h), true) = (&handle, dirty && last_edit.elapsed() >= EDIT_INTERVAL) {
             let p = rx.borrow_and_update().clone();
             dirty = false;
+            // The snapshot this page shows may be newer than the one checked above: no page
+            // goes out before the message is recorded.
+            if let (false, Some(id)) = (placed, &p.deploy_id) {
+                placed = true;
+                place_message(&ops, h, id).await;
+            }
             // An ending phase is the final report's to show (it follows at once), never a
             // progress page's: "succeeded" without the report would mislead.
             if !matches!(

@@ -530,6 +530,12 @@ async fn a_bot_killed_mid_deploy_leaves_no_stuck_lock_after_its_restart() {
         "{}",
         own.text()
     );
+    assert!(
+        own.original
+            .as_ref()
+            .is_some_and(|m| m.custom_ids().is_empty()),
+        "no buttons are left on the interrupted deploy's message"
+    );
     let locks = bot
         .discord
         .invoke(&vic, "locks", json!([]))
