@@ -163,19 +163,27 @@ end_step
 lint_rc=0
 if [ $# -eq 0 ]; then
     step "6. cargo fmt --check, cargo clippy -D warnings"
-    cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"
-    cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup component add clippy"
-    cargo fmt --all --check || lint_rc=1
-    cargo clippy --workspace --all-targets --quiet -- -D warnings || lint_rc=1
+    if ! cargo fmt --version >/dev/null 2>&1; then
+        echo "rustfmt is missing: rustup component add rustfmt" >&2
+        lint_rc=1
+    elif ! cargo fmt --all --check; then
+        lint_rc=1
+    fi
+    if ! cargo clippy --version >/dev/null 2>&1; then
+        echo "clippy is missing: rustup component add clippy" >&2
+        lint_rc=1
+    elif ! cargo clippy --workspace --all-targets --quiet -- -D warnings; then
+        lint_rc=1
+    fi
     end_step
 fi
 printf '\n==================== summary ====================\n%s' "$SUMMARY"
+[ $rc -eq 0 ] || echo "TESTS FAILED (cargo test exit code $rc)"
+[ $lint_rc -eq 0 ] || echo "LINTS FAILED (cargo fmt --check or cargo clippy, or one of them is missing)"
 if [ $rc -ne 0 ]; then
-    echo "TESTS FAILED (cargo test exit code $rc)"
     exit $rc
 fi
 if [ $lint_rc -ne 0 ]; then
-    echo "LINTS FAILED (cargo fmt --check or cargo clippy)"
     exit 1
 fi
 echo "ALL TESTS PASSED"
