@@ -247,13 +247,7 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             print_stdout(&out)
         }
         Command::Bump { service, tag } => {
-            let ops = build_ops(
-                &cfg,
-                perms,
-                &Secrets::resolve(&cfg, false)?,
-                Purpose::OneShot,
-            )
-            .await?;
+            let ops = one_shot_ops(&cfg, perms).await?;
             let params = serde_json::json!({ "service": service, "tag": tag });
             change(&ops, "bump", params, || ops.bump(service, tag)).await
         }
@@ -262,13 +256,7 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             replicas,
             break_glass,
         } => {
-            let ops = build_ops(
-                &cfg,
-                perms,
-                &Secrets::resolve(&cfg, false)?,
-                Purpose::OneShot,
-            )
-            .await?;
+            let ops = one_shot_ops(&cfg, perms).await?;
             if *replicas == 0 {
                 let reason = break_glass_reason(break_glass, "scaling to 0")?;
                 let params = serde_json::json!({ "service": service, "break_glass": reason });
@@ -278,13 +266,7 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             change(&ops, "scale", params, || ops.scale(service, *replicas)).await
         }
         Command::Restart { service } => {
-            let ops = build_ops(
-                &cfg,
-                perms,
-                &Secrets::resolve(&cfg, false)?,
-                Purpose::OneShot,
-            )
-            .await?;
+            let ops = one_shot_ops(&cfg, perms).await?;
             let params = serde_json::json!({ "service": service });
             change(&ops, "restart", params, || ops.restart(service)).await
         }
@@ -292,13 +274,7 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             service,
             break_glass,
         } => {
-            let ops = build_ops(
-                &cfg,
-                perms,
-                &Secrets::resolve(&cfg, false)?,
-                Purpose::OneShot,
-            )
-            .await?;
+            let ops = one_shot_ops(&cfg, perms).await?;
             let reason = break_glass_reason(break_glass, "a rollback")?;
             let params = serde_json::json!({ "service": service, "break_glass": reason });
             break_glass_action(&ops, "service_rollback", params).await
@@ -310,13 +286,7 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             grep,
             max_bytes,
         } => {
-            let ops = build_ops(
-                &cfg,
-                perms,
-                &Secrets::resolve(&cfg, false)?,
-                Purpose::OneShot,
-            )
-            .await?;
+            let ops = one_shot_ops(&cfg, perms).await?;
             let query = ops_core::swarm::logs::LogQuery {
                 since: since.map(|age| (ops_core::ops::now_ms() - age) / 1000),
                 tail: Some(*tail),
@@ -359,25 +329,13 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
                 Some(_) => Some(break_glass_reason(break_glass, "a deploy")?),
                 None => None,
             };
-            let ops = build_ops(
-                &cfg,
-                perms,
-                &Secrets::resolve(&cfg, false)?,
-                Purpose::OneShot,
-            )
-            .await?;
+            let ops = one_shot_ops(&cfg, perms).await?;
             deploy_layer(&ops, layer, image.as_deref(), reason).await
         }
         Command::History { layer, limit, json } => {
             ops_core::ops::check_layer(&ops_core::layers::LayerMap::from_config(&cfg), layer)
                 .map_err(|m| Exit::new(Exit::USAGE, m))?;
-            let ops = build_ops(
-                &cfg,
-                perms,
-                &Secrets::resolve(&cfg, false)?,
-                Purpose::OneShot,
-            )
-            .await?;
+            let ops = one_shot_ops(&cfg, perms).await?;
             let started = Instant::now();
             let rows = ops.deployer.history(layer, *limit).await;
             record_read(
@@ -397,13 +355,7 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             print_stdout(&out)
         }
         Command::Locks => {
-            let ops = build_ops(
-                &cfg,
-                perms,
-                &Secrets::resolve(&cfg, false)?,
-                Purpose::OneShot,
-            )
-            .await?;
+            let ops = one_shot_ops(&cfg, perms).await?;
             let started = Instant::now();
             let locks = ops.deployer.locks().await;
             record_read(
@@ -422,13 +374,7 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             since,
             limit,
         } => {
-            let ops = build_ops(
-                &cfg,
-                perms,
-                &Secrets::resolve(&cfg, false)?,
-                Purpose::OneShot,
-            )
-            .await?;
+            let ops = one_shot_ops(&cfg, perms).await?;
             let started = Instant::now();
             let filter = AuditFilter {
                 actor_id: user.clone(),
@@ -571,6 +517,15 @@ async fn break_glass_action(
         .map_err(|e| Exit::new(1, e.to_string()))?;
     println!("{summary}");
     Ok(())
+}
+
+/// The ops of a one-shot CLI command (one store connection, no Vault client), with the
+/// secrets the config names resolved now.
+async fn one_shot_ops(
+    cfg: &ops_core::config::Config,
+    perms: ops_core::permissions::Permissions,
+) -> Result<std::sync::Arc<Ops>, Exit> {
+    build_ops(cfg, perms, &Secrets::resolve(cfg, false)?, Purpose::OneShot).await
 }
 
 /// `sprocket-ops deploy`: the Deployer flow with progress on stderr and the report on stdout,

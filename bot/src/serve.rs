@@ -172,10 +172,14 @@ pub async fn serve(
                 // are sequential REST calls (rate-limited, retried) and store reads.
                 {
                     let (http, data) = (Arc::clone(&ctx.http), setup_data.clone());
-                    let (interrupted, failed) = (interrupted.clone(), failed_approvals.clone());
                     tokio::spawn(async move {
                         commands::deploy::announce_interrupted(&http, &data, &interrupted).await;
-                        commands::approval_ui::announce_interrupted(&http, &data, &failed).await;
+                        commands::approval_ui::announce_interrupted(
+                            &http,
+                            &data,
+                            &failed_approvals,
+                        )
+                        .await;
                     });
                 }
                 Ok(setup_data)

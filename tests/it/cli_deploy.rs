@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sprocket_ops_tests::env;
-use sprocket_ops_tests::swarm::{docker_service_ps, ServiceGuard, TestService, TestSwarm};
+use sprocket_ops_tests::swarm::{docker_service_ps, RemoveByName, ServiceGuard, TestSwarm};
 
 const OS_USER: &str = "oncall-cli-deploy";
 
@@ -38,20 +38,7 @@ impl Setup {
     async fn new(test: &str, pulumi: &Path, resource_knobs: serde_json::Value) -> Setup {
         let swarm = TestSwarm::connect().await;
         let label = format!("sprocket.cli-deploy.{}.{test}", env::run_id());
-        let mut services = Vec::new();
-        for _ in 0..2 {
-            services.push(
-                swarm
-                    .create_service(TestService::new("clidep", "main").label(&label, "platform"))
-                    .await,
-            );
-        }
-        for s in &services {
-            swarm
-                .wait_converged(s.name(), Duration::from_secs(90))
-                .await
-                .unwrap();
-        }
+        let services = swarm.platform_services(&label, "clidep", 2).await;
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), pulumi, &label, &services);
         write_project(&dir.path().join("platform"), &services, resource_knobs);
@@ -215,17 +202,6 @@ fn audit_rows(cfg: &Path) -> Vec<serde_json::Value> {
     );
     assert!(out.status.success(), "{}", both(&out));
     serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
-}
-
-/// Removes a service by name on drop (a replaced service has a new id its guard does not know).
-struct RemoveByName(String);
-
-impl Drop for RemoveByName {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["service", "rm", &self.0])
-            .output();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

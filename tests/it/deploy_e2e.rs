@@ -16,7 +16,7 @@ use sprocket_ops_tests::bot::{BotOptions, TestBot, APPROVALS, AUDIT};
 use sprocket_ops_tests::env;
 use sprocket_ops_tests::fake_discord::{Message, Response, TestUser};
 use sprocket_ops_tests::outage::{SwitchProxy, Upstream};
-use sprocket_ops_tests::swarm::{docker_service_ps, ServiceGuard, TestService, TestSwarm};
+use sprocket_ops_tests::swarm::{docker_service_ps, ServiceGuard, TestSwarm};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -60,20 +60,7 @@ async fn setup(test: &str, knobs: serde_json::Value) -> (TestSwarm, Vec<ServiceG
     let swarm = TestSwarm::connect().await;
     // A label of this test's own: concurrent tests never see each other's services.
     let label = format!("sprocket.deploy-e2e.{}.{test}", env::run_id());
-    let mut guards = Vec::new();
-    for _ in 0..2 {
-        guards.push(
-            swarm
-                .create_service(TestService::new("dep", "main").label(&label, "platform"))
-                .await,
-        );
-    }
-    for g in &guards {
-        swarm
-            .wait_converged(g.name(), Duration::from_secs(60))
-            .await
-            .unwrap();
-    }
+    let guards = swarm.platform_services(&label, "dep", 2).await;
     let names: Vec<String> = guards.iter().map(|g| g.name().to_string()).collect();
     let bot = TestBot::start_with(BotOptions {
         pulumi_binary: Some(standin()),

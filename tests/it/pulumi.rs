@@ -25,7 +25,7 @@ use ops_core::store::{self, Store};
 use ops_core::swarm::docker::DockerSwarm;
 use serde_json::json;
 use sprocket_ops_tests::env;
-use sprocket_ops_tests::swarm::{ServiceGuard, TestService, TestSwarm};
+use sprocket_ops_tests::swarm::{RemoveByName, ServiceGuard, TestService, TestSwarm};
 use tokio::sync::watch;
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -386,17 +386,6 @@ async fn a_concurrent_deploy_of_the_same_layer_is_refused_within_a_second() {
     let h = f.deployer.history("platform", 10).await.unwrap();
     assert_eq!(h.len(), 1, "the refused deploy left no history: {h:?}");
     f.finish().await;
-}
-
-/// Removes a service by name when dropped (a replacement has a new id its guard does not know).
-struct RemoveByName(String);
-
-impl Drop for RemoveByName {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["service", "rm", &self.0])
-            .output();
-    }
 }
 
 #[tokio::test]

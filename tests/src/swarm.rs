@@ -244,6 +244,18 @@ pub fn service_name(prefix: &str, run_id: &str, n: u64) -> String {
 static SERVICE_COUNTER: AtomicU64 = AtomicU64::new(1);
 static CLEANED_UP: AtomicBool = AtomicBool::new(false);
 
+/// Removes a service by name when dropped: a service that was replaced (by a deploy, by
+/// `docker service rm` + create) has a new id its [`ServiceGuard`] does not know.
+pub struct RemoveByName(pub String);
+
+impl Drop for RemoveByName {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["service", "rm", &self.0])
+            .output();
+    }
+}
+
 impl TestSwarm {
     /// Connects to the local engine (negotiating the API version: the engine may be as old
     /// as Docker 20.10 / API 1.41) and checks it is an active Swarm manager. Panics otherwise.
@@ -317,6 +329,29 @@ impl TestSwarm {
             .inspect_service(name, None)
             .await
             .with_context(|| format!("inspecting service {name}"))
+    }
+
+    /// `n` services `<prefix>-…` on `:main`, labelled `<label>=platform` (a layer label of the
+    /// caller's own, so concurrent tests never see each other's services), once all converged.
+    pub async fn platform_services(
+        &self,
+        label: &str,
+        prefix: &str,
+        n: usize,
+    ) -> Vec<ServiceGuard> {
+        let mut guards = Vec::new();
+        for _ in 0..n {
+            guards.push(
+                self.create_service(TestService::new(prefix, "main").label(label, "platform"))
+                    .await,
+            );
+        }
+        for g in &guards {
+            self.wait_converged(g.name(), Duration::from_secs(90))
+                .await
+                .unwrap();
+        }
+        guards
     }
 
     /// The replicas the service's spec asks for (`None` for a global service).
