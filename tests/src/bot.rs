@@ -32,6 +32,8 @@ pub struct TestBot {
     next_id: AtomicU64,
     /// `[http] listen`: a port picked free at start (kept across restarts).
     http_addr: std::net::SocketAddr,
+    /// See [`BotOptions::binary_log`].
+    binary: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
 /// How to start a bot.
@@ -51,6 +53,11 @@ pub struct BotOptions {
     pub pulumi_binary: Option<PathBuf>,
     /// `[docker] host` (default the local socket).
     pub docker_host: Option<String>,
+    /// Run the real `sprocket-ops serve` binary ([`env::bot_binary`]) instead of in-process,
+    /// with `RUST_LOG=trace` and its stderr (the bot's whole log) appended to this file.
+    pub binary_log: Option<PathBuf>,
+    /// Extra environment for that binary.
+    pub binary_env: Vec<(String, String)>,
 }
 
 impl TestBot {
@@ -177,6 +184,10 @@ timeout_secs = 300
             running: None,
             next_id: AtomicU64::new(1),
             http_addr,
+            binary: opts
+                .binary_log
+                .clone()
+                .map(|l| (l, opts.binary_env.clone())),
         };
         bot.launch().await;
         bot
@@ -221,6 +232,41 @@ timeout_secs = 300
         let (cfg, perms) =
             sprocket_ops::app::load_config(&self.config_path()).expect("test config is valid");
         let (tx, rx) = oneshot::channel::<()>();
+        if let Some((log, vars)) = &self.binary {
+            let stderr = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("the bot's log file");
+            let mut child = tokio::process::Command::new(env::bot_binary())
+                .arg("--config")
+                .arg(self.config_path())
+                .arg("serve")
+                .env("RUST_LOG", "trace")
+                .envs(vars.iter().map(|(k, v)| (k, v)))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(stderr)
+                .kill_on_drop(true)
+                .spawn()
+                .expect("sprocket-ops serve starts");
+            let handle = tokio::spawn(async move {
+                tokio::select! {
+                    _ = rx => {
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                    }
+                    status = child.wait() => panic!("sprocket-ops serve exited: {status:?}"),
+                }
+            });
+            self.running = Some((Some(tx), handle));
+            drop((cfg, perms));
+            self.discord
+                .wait_commands_registered(Duration::from_secs(60))
+                .await
+                .unwrap_or_else(|e| panic!("the bot binary did not register its commands: {e}"));
+            return;
+        }
         let handle = tokio::spawn(async move {
             let shutdown = async {
                 let _ = rx.await;

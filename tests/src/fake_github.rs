@@ -59,6 +59,8 @@ pub enum Failure {
     RateLimited,
     /// Wait this long before answering (normally).
     Hang(Duration),
+    /// Answer this status with this body, as is (an error body carrying whatever it carries).
+    ErrorBody(u16, &'static str),
 }
 
 /// A GitHub account in the fake.
@@ -544,6 +546,14 @@ async fn handle(
     match failure {
         Failure::None => {}
         Failure::Hang(d) => tokio::time::sleep(d).await,
+        Failure::ErrorBody(status, body) => {
+            return respond(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                &[],
+                "application/json; charset=utf-8",
+                body.to_string(),
+            )
+        }
         Failure::ServerError => {
             return json_response(
                 StatusCode::BAD_GATEWAY,

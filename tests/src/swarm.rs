@@ -63,6 +63,8 @@ pub struct TestService {
     pub labels: Vec<(String, String)>,
     /// Container env, `KEY=value` (e.g. `TESTSVC_LOG_LINES=…`).
     pub env: Vec<String>,
+    /// Bind mounts (source on the node, target in the container).
+    pub binds: Vec<(String, String)>,
     /// Update failure action `rollback` instead of Swarm's default `pause`.
     pub update_failure_action_rollback: bool,
     /// Restart condition: `none`, `on-failure` or `any` (Swarm's default when `None`).
@@ -91,6 +93,7 @@ impl TestService {
             replicas: 1,
             labels: Vec::new(),
             env: Vec::new(),
+            binds: Vec::new(),
             update_failure_action_rollback: false,
             restart_condition: None,
             restart_max_attempts: None,
@@ -113,6 +116,12 @@ impl TestService {
     /// Adds `KEY=value` to the container environment.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push(format!("{key}={value}"));
+        self
+    }
+    /// Adds a bind mount; a `source` missing on the node makes every task fail with the
+    /// engine's "bind source path does not exist: <source>".
+    pub fn bind(mut self, source: &str, target: &str) -> Self {
+        self.binds.push((source.to_string(), target.to_string()));
         self
     }
     pub fn rollback_on_update_failure(mut self) -> Self {
@@ -166,6 +175,17 @@ impl TestService {
                     stop_grace_period: Some(duration_ns(STOP_GRACE)),
                     // docker-init as PID 1 forwards SIGTERM to testsvc (see STOP_GRACE).
                     init: Some(true),
+                    mounts: (!self.binds.is_empty()).then(|| {
+                        self.binds
+                            .iter()
+                            .map(|(source, target)| bollard::models::Mount {
+                                source: Some(source.clone()),
+                                target: Some(target.clone()),
+                                typ: Some(bollard::models::MountType::BIND),
+                                ..Default::default()
+                            })
+                            .collect()
+                    }),
                     ..Default::default()
                 }),
                 restart_policy: Some(TaskSpecRestartPolicy {

@@ -161,6 +161,16 @@ async fn run(argv: Vec<String>) -> i32 {
     if let Some(m) = &spec.stderr_message {
         eprintln!("{m}");
     }
+    if let Some(path) = &spec.env_dump {
+        // What the process (and so its plugins) was given: `K=V` lines.
+        let env: String = std::env::vars_os()
+            .map(|(k, v)| format!("{}={}\n", k.to_string_lossy(), v.to_string_lossy()))
+            .collect();
+        if let Err(e) = std::fs::write(path, env) {
+            error(&format!("cannot write {}: {e}", path.display()));
+            return EXIT_GENERIC;
+        }
+    }
     let Some(stack) = args.stack.clone() else {
         error("no stack selected; please use `pulumi stack select` or pass --stack");
         return EXIT_STACK_NOT_FOUND;

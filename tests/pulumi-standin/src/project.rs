@@ -188,6 +188,9 @@ pub struct Spec {
     /// A warning diagnostic on the first changing resource, in preview and up.
     #[serde(default)]
     pub warning: Option<String>,
+    /// Every command writes its environment here (`K=V` lines): what plugins would inherit.
+    #[serde(default)]
+    pub env_dump: Option<std::path::PathBuf>,
 }
 
 /// One resource of the program.
