@@ -11,7 +11,6 @@ use ops_core::identity::Identity;
 use ops_core::layers::LayerMap;
 use ops_core::limits::RateLimits;
 use ops_core::permissions::Permissions;
-use ops_core::redact::Redactor;
 use ops_core::secret::Secret;
 use ops_core::swarm::actions::{ScaleToZero, ServiceRollback};
 use ops_core::swarm::docker::DockerSwarm;
@@ -79,6 +78,24 @@ impl Secrets {
     }
 }
 
+/// The secrets the process may read besides [`Secrets`]: the Vault token, the Pulumi passphrase
+/// and access token, the probes' passwords (those that resolve now).
+fn other_secrets(cfg: &Config) -> Vec<Secret> {
+    let mut sources = Vec::new();
+    if let Some(v) = &cfg.vault {
+        sources.push(&v.token);
+    }
+    sources.extend(cfg.pulumi.passphrase.iter());
+    sources.extend(cfg.pulumi.access_token.iter());
+    if let Some(a) = &cfg.alerts {
+        sources.extend(a.probes.iter().filter_map(|p| p.password.as_ref()));
+    }
+    sources
+        .into_iter()
+        .filter_map(|s| s.resolve().ok())
+        .collect()
+}
+
 /// Opens the store (creating and migrating it) and sets up the Docker adapter (lazily
 /// connected: an unreachable engine does not stop start-up).
 /// What the [`Ops`] are built for.
@@ -96,7 +113,13 @@ pub async fn build_ops(
     secrets: &Secrets,
     purpose: Purpose,
 ) -> Result<Arc<Ops>, Exit> {
-    let redactor = Arc::new(Redactor::new(secrets.values()));
+    // One knowledge for the whole process: the log writer redacts with the same values.
+    let redactor = Arc::new(ops_core::redact::global().clone());
+    redactor.learn(secrets.values());
+    // Every other secret the process can read, resolved now only to be known to the redactor
+    // (each is resolved again where it is used: they may rotate).
+    let others = other_secrets(cfg);
+    redactor.learn(others.iter().map(Secret::expose));
     let pool = match purpose {
         Purpose::Serve => None,
         Purpose::OneShot => Some(1),
@@ -112,7 +135,8 @@ pub async fn build_ops(
             })?;
     let store = backend.store();
     let swarm = DockerSwarm::new(&cfg.docker.host, cfg.docker.timeout_secs)
-        .map_err(|e| Exit::new(Exit::USAGE, format!("docker.host: {e}: {}", e.detail())))?;
+        .map_err(|e| Exit::new(Exit::USAGE, format!("docker.host: {e}: {}", e.detail())))?
+        .with_redactor(Arc::clone(&redactor));
     let github = GithubClient::new(&cfg.github, secrets.github_token.clone())
         .map_err(|e| Exit::new(Exit::USAGE, format!("github: {e}")))?;
     let perms = Arc::new(perms);
@@ -151,6 +175,7 @@ pub async fn build_ops(
     }
     let pulumi = ops_core::pulumi::PulumiRunner::new(&cfg.pulumi, Arc::clone(&redactor));
     let metrics = Arc::new(ops_core::metrics::Metrics::new());
+    metrics.redact_with(Arc::clone(&redactor));
     let deployer = Arc::new(
         ops_core::deploy::Deployer::new(
             cfg,

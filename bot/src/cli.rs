@@ -214,16 +214,20 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             let started = Instant::now();
             // The snapshot does not need the database: it is taken while the store opens
             // and migrates, so the command costs the slower of the two, not their sum.
+            // Its redactor learns the specs' secrets; the report is redacted by the Ops'.
+            let learned = std::sync::Arc::new(ops_core::redact::Redactor::default());
             let swarm = ops_core::swarm::docker::DockerSwarm::new(
                 &cfg.docker.host,
                 cfg.docker.timeout_secs,
             )
-            .map_err(|e| Exit::new(Exit::USAGE, format!("docker.host: {e}: {}", e.detail())))?;
+            .map_err(|e| Exit::new(Exit::USAGE, format!("docker.host: {e}: {}", e.detail())))?
+            .with_redactor(std::sync::Arc::clone(&learned));
             let (ops, snapshot) = tokio::join!(
                 build_ops(&cfg, perms, &secrets, Purpose::OneShot),
                 ops_core::swarm::SwarmApi::snapshot(&swarm)
             );
             let ops = ops?;
+            ops.redactor.absorb(&learned);
             let report = ops.status_from(snapshot, layer.as_deref());
             record_read(
                 &ops,

@@ -453,6 +453,12 @@ impl serenity::EventHandler for GatewayHealth {
     async fn resume(&self, _ctx: serenity::Context, _event: serenity::ResumedEvent) {
         self.metrics.gateway_reconnect();
     }
+
+    /// serenity hands every event handler its own copy of the interaction: this one's unseal
+    /// share (if any) is zeroised instead of dropped as it is.
+    async fn interaction_create(&self, _ctx: serenity::Context, mut i: serenity::Interaction) {
+        commands::vault::zeroize_shares(&mut i);
+    }
 }
 
 #[cfg(test)]

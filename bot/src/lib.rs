@@ -7,5 +7,6 @@ pub mod app;
 pub mod cli;
 pub mod exit;
 pub mod health;
+pub mod logging;
 pub mod rest_latency;
 pub mod serve;

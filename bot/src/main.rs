@@ -36,7 +36,11 @@ async fn run(cli: Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,serenity=warn,tracing::span=warn,vaultrs=off")
     });
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Every record is redacted before it is written (sprocket_ops::logging); no colour codes,
+    // which would stand between a field's name and its value.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(sprocket_ops::logging::Redacting::new(std::io::stderr));
     let fmt = match cli.log_format {
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Text => fmt.boxed(),
@@ -44,7 +48,10 @@ async fn run(cli: Cli) {
     // Logs follow the filter; the Discord REST timing sees serenity's request spans whatever
     // the log filter says.
     tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
+        .with(
+            fmt.with_filter(filter)
+                .with_filter(sprocket_ops::logging::payload_filter()),
+        )
         .with(RestLatencyLayer.with_filter(sprocket_ops::rest_latency::filter()))
         .init();
     if let Err(e) = sprocket_ops::cli::run(&cli).await {

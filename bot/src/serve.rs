@@ -265,7 +265,7 @@ async fn start_watcher(
     let ops = &data.ops;
     let hub = ops_core::alerts::AlertHub::new();
     let docker_events = match ops_core::swarm::docker::DockerSwarm::new(docker.0, docker.1) {
-        Ok(d) => Some(Arc::new(d)),
+        Ok(d) => Some(Arc::new(d.with_redactor(Arc::clone(&ops.redactor)))),
         Err(e) => {
             tracing::warn!("alerts: no Docker events: {e}");
             None
@@ -286,7 +286,7 @@ async fn start_watcher(
     };
     match ops_core::alerts::Watcher::new(cfg, deps).await {
         Ok(w) => {
-            let task = tokio::spawn(w.run(stop));
+            let task = tokio::spawn(w.with_redactor(Arc::clone(&ops.redactor)).run(stop));
             tracing::info!("alert watcher started");
             let ended = Arc::clone(&data.alerts_ended);
             tokio::spawn(async move {

@@ -414,6 +414,8 @@ async fn follow_logs(
         .logs(service, query)
         .await
         .map_err(|e| ops.swarm_error(e))?;
+    // One line redactor for the stream: PEM blocks across lines, lines cut at 16 KiB.
+    let mut redactor = ops.redactor.lines();
     let mut window: VecDeque<String> = VecDeque::new();
     let mut window_len = 0usize;
     let mut dirty = false;
@@ -424,7 +426,9 @@ async fn follow_logs(
         let wake = deadline.min(tokio::time::Instant::now() + EDIT_INTERVAL);
         match tokio::time::timeout_at(wake, lines.next()).await {
             Ok(Some(Ok(line))) => {
-                let text = ops.redactor.redact(&line.text).into_owned();
+                let Some(text) = redactor.line(&line.text, line.partial) else {
+                    continue;
+                };
                 if grep.as_deref().is_some_and(|g| !text.contains(g)) {
                     continue;
                 }

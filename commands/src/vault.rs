@@ -344,6 +344,23 @@ pub async fn handle_share_click(
     true
 }
 
+/// Zeroises the typed share in an interaction copy the bot owns (a modal submit's `share`
+/// field), so no copy of it is left in freed memory.
+pub fn zeroize_shares(i: &mut serenity::Interaction) {
+    use zeroize::Zeroize;
+    if let serenity::Interaction::Modal(m) = i {
+        for row in &mut m.data.components {
+            for c in &mut row.components {
+                if let serenity::ActionRowComponent::InputText(t) = c {
+                    if let Some(v) = t.value.as_mut() {
+                        v.zeroize();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The modal submit: the share goes straight to Vault and is dropped.
 pub async fn handle_share_modal(
     ctx: &serenity::Context,

@@ -77,6 +77,11 @@ pub struct PulumiConfig {
     /// How long a layer lock lives without its deploy finishing, in seconds.
     #[serde(default = "default_lock_ttl")]
     pub lock_ttl_secs: u64,
+    /// Environment variables passed on to `pulumi` and its plugins besides `PATH`, `HOME` and
+    /// the `PULUMI_*` set from this section (for example cloud credentials a provider reads).
+    /// Nothing else of the bot's environment reaches them.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
 }
 
 fn default_pulumi_binary() -> PathBuf {
@@ -94,6 +99,7 @@ impl Default for PulumiConfig {
             passphrase: None,
             access_token: None,
             lock_ttl_secs: default_lock_ttl(),
+            pass_env: Vec::new(),
         }
     }
 }
@@ -526,6 +532,20 @@ impl Config {
         if let Some(p) = &self.pulumi.access_token {
             p.validate()
                 .map_err(|m| ("pulumi.access_token".to_string(), m))?;
+        }
+        if let Some(bad) = self
+            .pulumi
+            .pass_env
+            .iter()
+            .find(|n| n.is_empty() || n.contains('=') || n.contains('\0'))
+        {
+            return Err((
+                "pulumi.pass_env".into(),
+                format!(
+                    "`{}` is not an environment variable name",
+                    bad.escape_debug()
+                ),
+            ));
         }
         if self.pulumi.binary.as_os_str().is_empty() {
             return Err(("pulumi.binary".into(), "must not be empty".into()));

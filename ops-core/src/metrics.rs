@@ -35,6 +35,8 @@ pub struct Metrics {
     alerts: Family,
     gateway_reconnects: AtomicU64,
     discord_rest: Histogram,
+    /// Label values are redacted with it when rendered (see [`Metrics::redact_with`]).
+    redactor: std::sync::OnceLock<std::sync::Arc<crate::redact::Redactor>>,
 }
 
 impl Default for Metrics {
@@ -74,7 +76,13 @@ impl Metrics {
             ),
             gateway_reconnects: AtomicU64::new(0),
             discord_rest: Histogram::new(&LATENCY_BUCKETS),
+            redactor: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Renders every label value through `redactor` (the first one set stays).
+    pub fn redact_with(&self, redactor: std::sync::Arc<crate::redact::Redactor>) {
+        let _ = self.redactor.set(redactor);
     }
 
     /// A command finished with `outcome` (`ok`, `error`, `denied`: `audit::Outcome::as_str`).
@@ -169,7 +177,10 @@ impl Metrics {
             "sprocket_ops_discord_rest_request_duration_seconds",
             "Duration of Discord REST requests.",
         );
-        out
+        match self.redactor.get() {
+            Some(r) => r.redact(&out).into_owned(),
+            None => out,
+        }
     }
 }
 

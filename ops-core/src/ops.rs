@@ -158,7 +158,21 @@ impl Ops {
         layer: Option<&str>,
     ) -> StatusReport {
         match snapshot {
-            Ok(snap) => StatusReport::build(&snap, &self.layers, layer),
+            Ok(snap) => {
+                let mut report = StatusReport::build(&snap, &self.layers, layer);
+                // Task errors are the engine's (and the service's) text: redacted like logs.
+                for t in report
+                    .layers
+                    .iter_mut()
+                    .flat_map(|l| l.services.iter_mut())
+                    .flat_map(|s| s.failing_tasks.iter_mut())
+                {
+                    if let Some(e) = t.error.as_mut() {
+                        *e = self.redactor.redact(e).into_owned();
+                    }
+                }
+                report
+            }
             Err(e) => {
                 let id = new_error_id();
                 tracing::warn!(error_id = %id, detail = %self.redactor.redact(e.detail()), "swarm snapshot failed");

@@ -177,3 +177,25 @@ fn ops_core_sources_never_name_discord_libraries_and_every_module_has_a_header()
         }
     }
 }
+
+/// ARCHITECTURE.md: no secret reaches a log line and `pulumi` never inherits the bot's
+/// environment. The binary's log goes through the redacting writer only, and the Pulumi runner
+/// clears the environment of the processes it starts.
+#[test]
+fn the_log_writer_redacts_and_pulumi_starts_with_an_empty_environment() {
+    let root = workspace_root();
+    let main = std::fs::read_to_string(root.join("bot/src/main.rs")).expect("main.rs");
+    assert!(
+        main.contains("logging::Redacting::new(std::io::stderr)")
+            && !main.contains(".with_writer(std::io::stderr)"),
+        "bot/src/main.rs writes log records to stderr without the redacting writer"
+    );
+    let runner =
+        std::fs::read_to_string(root.join("ops-core/src/pulumi/runner.rs")).expect("runner.rs");
+    let spawns = runner.matches("Command::new(").count();
+    assert_eq!(
+        spawns,
+        runner.matches(".env_clear()").count(),
+        "every process the Pulumi runner starts clears its environment first"
+    );
+}

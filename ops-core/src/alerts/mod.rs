@@ -170,6 +170,8 @@ pub struct Watcher {
     retry_at_ms: Option<i64>,
     /// Docker events interpreted since start (all paths).
     events_seen: u64,
+    /// Every summary is redacted before the engine, the store or a channel sees it.
+    redactor: Option<Arc<crate::redact::Redactor>>,
 }
 
 impl Watcher {
@@ -212,7 +214,23 @@ impl Watcher {
             last_probes: None,
             retry_at_ms: None,
             events_seen: 0,
+            redactor: None,
         })
+    }
+
+    /// Redacts every observation summary (task errors, probe errors) with `redactor` before it
+    /// is evaluated, persisted, published to `/status` or posted.
+    pub fn with_redactor(mut self, redactor: Arc<crate::redact::Redactor>) -> Watcher {
+        self.redactor = Some(redactor);
+        self
+    }
+
+    fn redact_summary(&self, summary: &mut String) {
+        if let Some(r) = &self.redactor {
+            if let std::borrow::Cow::Owned(s) = r.redact(summary) {
+                *summary = s;
+            }
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -449,8 +467,11 @@ impl Watcher {
             obs.extend(batch);
         }
         let runner = &self.probes;
-        let results =
+        let mut results =
             futures::future::join_all(self.cfg.probes.iter().map(|p| runner.run(p, now))).await;
+        for o in &mut results {
+            self.redact_summary(&mut o.summary);
+        }
         self.last_probes = Some(
             self.cfg
                 .probes
@@ -477,6 +498,10 @@ impl Watcher {
         observations: Vec<Observation>,
     ) -> Result<Vec<Notification>, AlertError> {
         let now = self.deps.clock.now_ms();
+        let mut observations = observations;
+        for o in &mut observations {
+            self.redact_summary(&mut o.summary);
+        }
         let out = self.engine.tick(now, observations);
         let dirty = self.engine.take_dirty();
         self.deps

@@ -13,9 +13,11 @@
 //!   removed afterwards.
 //! - Everything kept from the output is stripped of colour codes and redacted (the configured
 //!   secrets plus the passphrase and access token given to the process).
-//! - `PULUMI_BACKEND_URL`, `PULUMI_CONFIG_PASSPHRASE`, `PULUMI_ACCESS_TOKEN` come from
-//!   [`PulumiConfig`]; `PULUMI_SKIP_UPDATE_CHECK=true`; variables named with
-//!   [`PulumiRunner::without_env`] (the bot's own secrets) are not passed on.
+//! - The process starts with an EMPTY environment: `PATH`, `HOME`, the variables listed in
+//!   `[pulumi] pass_env`, and `PULUMI_BACKEND_URL`, `PULUMI_CONFIG_PASSPHRASE`,
+//!   `PULUMI_ACCESS_TOKEN` from [`PulumiConfig`]; `PULUMI_SKIP_UPDATE_CHECK=true`. The bot's own
+//!   secrets (Discord, GitHub, Vault tokens, the database password) never reach it or its
+//!   plugins; [`PulumiRunner::without_env`] removes names even from `pass_env`.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -55,6 +57,7 @@ pub struct PulumiRunner {
     access_token: Option<SecretSource>,
     redactor: Arc<Redactor>,
     remove_env: Vec<String>,
+    pass_env: Vec<String>,
     grace: Duration,
     config_timeout: Duration,
     event_dir: PathBuf,
@@ -71,6 +74,7 @@ impl PulumiRunner {
             access_token: cfg.access_token.clone(),
             redactor,
             remove_env: Vec::new(),
+            pass_env: cfg.pass_env.clone(),
             grace: Duration::from_secs(30),
             config_timeout: Duration::from_secs(60),
             event_dir: std::env::temp_dir(),
@@ -120,6 +124,8 @@ impl PulumiRunner {
                 secrets.push(secret.expose().to_string());
             }
         }
+        // Known to every output of the process from now on, not only to this run's.
+        self.redactor.learn(secrets.iter().map(String::as_str));
         let extra = Redactor::new(secrets.iter().map(String::as_str));
         Ok((env, extra))
     }
@@ -160,6 +166,15 @@ impl PulumiRunner {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
+        cmd.env_clear();
+        for name in ["PATH", "HOME"]
+            .into_iter()
+            .chain(self.pass_env.iter().map(String::as_str))
+        {
+            if let Some(v) = std::env::var_os(name) {
+                cmd.env(name, v);
+            }
+        }
         for name in &self.remove_env {
             cmd.env_remove(name);
         }

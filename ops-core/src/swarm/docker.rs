@@ -35,6 +35,8 @@ pub struct DockerSwarm {
     host: String,
     timeout_secs: u64,
     client: Mutex<Option<Docker>>,
+    /// Taught the secret-like env values of every spec read (see [`DockerSwarm::with_redactor`]).
+    redactor: Option<std::sync::Arc<crate::redact::Redactor>>,
 }
 
 impl DockerSwarm {
@@ -53,7 +55,31 @@ impl DockerSwarm {
             host: host.to_string(),
             timeout_secs,
             client: Mutex::new(None),
+            redactor: None,
         })
+    }
+
+    /// Every service spec (current and previous) and task spec this adapter reads teaches
+    /// `redactor` its secret-like env values ([`crate::redact::secret_env_values`]): whatever
+    /// the service then prints, in whatever encoding, is masked in logs, task errors and alerts.
+    pub fn with_redactor(mut self, redactor: std::sync::Arc<crate::redact::Redactor>) -> Self {
+        self.redactor = Some(redactor);
+        self
+    }
+
+    fn learn_env(&self, env: Option<&Vec<String>>) {
+        if let (Some(r), Some(env)) = (&self.redactor, env) {
+            let values = crate::redact::secret_env_values(env);
+            r.learn(values.iter().map(String::as_str));
+        }
+    }
+
+    fn learn_spec(&self, spec: Option<&ServiceSpec>) {
+        let env = spec
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.env.as_ref());
+        self.learn_env(env);
     }
 
     /// A client with a negotiated API version, created on first use and kept after success.
@@ -141,6 +167,8 @@ impl DockerSwarm {
                 name: name.to_string(),
             });
         }
+        self.learn_spec(service.spec.as_ref());
+        self.learn_spec(previous.as_ref());
         let detail = service_detail(&service, previous.as_ref());
         Ok(Fetched { service, detail })
     }
@@ -265,6 +293,19 @@ impl SwarmApi for DockerSwarm {
             docker.list_tasks(None::<ListTasksOptions>),
             docker.list_nodes(None::<ListNodesOptions>),
         );
+        if self.redactor.is_some() {
+            for s in services.iter().flatten() {
+                self.learn_spec(s.spec.as_ref());
+            }
+            for t in tasks.iter().flatten() {
+                self.learn_env(
+                    t.spec
+                        .as_ref()
+                        .and_then(|s| s.container_spec.as_ref())
+                        .and_then(|c| c.env.as_ref()),
+                );
+            }
+        }
         let result = (|| {
             Ok(SwarmSnapshot {
                 services: services
@@ -438,12 +479,15 @@ fn log_line(output: LogOutput) -> Option<LogLine> {
         LogOutput::StdErr { message } => (LogStream::Stderr, message),
         LogOutput::StdIn { .. } => return None,
     };
+    // A frame without its newline that fills Docker's buffer is a piece of a longer line.
+    let partial = !message.ends_with(b"\n") && message.len() >= crate::redact::DOCKER_LINE_CUT;
     let text = String::from_utf8_lossy(&message);
     let text = text.strip_suffix('\n').unwrap_or(&text);
     let text = text.strip_suffix('\r').unwrap_or(text);
     Some(LogLine {
         stream,
         text: text.to_string(),
+        partial,
     })
 }
 

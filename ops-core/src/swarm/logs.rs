@@ -2,17 +2,17 @@
 //! and [`collect_logs`], the bounded collector every log passes before anyone sees it.
 //!
 //! The collector redacts EVERY line before it is stored, filtered or counted (so a `grep` for
-//! part of a secret cannot tell whether it is there), masks multi-line PEM blocks (the
-//! [`Redactor`] sees one line at a time, so a `-----BEGIN …-----` line without its END starts a
-//! block that is swallowed up to the END line), and keeps only the LAST `max_bytes` of each
-//! stream, like `tail`: memory stays bounded however large the log is.
+//! part of a secret cannot tell whether it is there) through one [`LineRedactor`] per stream
+//! (multi-line PEM blocks are swallowed up to their END line; the pieces of a line Docker cut
+//! at 16 KiB are joined first), and keeps only the LAST `max_bytes` of each stream, like
+//! `tail`: memory stays bounded however large the log is.
 
 use std::collections::VecDeque;
 
 use futures::{Stream, StreamExt};
 
 use super::SwarmError;
-use crate::redact::{Redactor, MASK};
+use crate::redact::{LineRedactor, Redactor};
 
 /// Which output a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -27,6 +27,8 @@ pub enum LogStream {
 pub struct LogLine {
     pub stream: LogStream,
     pub text: String,
+    /// The engine cut this line (at 16 KiB): it goes on in the next line of the same stream.
+    pub partial: bool,
 }
 
 /// What to ask the engine for.
@@ -65,18 +67,17 @@ struct Tail {
     bytes: usize,
     max: usize,
     truncated: bool,
-    /// Inside a PEM block whose END has not been seen.
-    in_pem: bool,
+    redactor: LineRedactor,
 }
 
 impl Tail {
-    fn new(max: usize) -> Tail {
+    fn new(max: usize, redactor: &Redactor) -> Tail {
         Tail {
             lines: VecDeque::new(),
             bytes: 0,
             max,
             truncated: false,
-            in_pem: false,
+            redactor: redactor.lines(),
         }
     }
 
@@ -109,27 +110,6 @@ impl Tail {
         self.lines.push_back(line);
     }
 
-    /// The redacted line, or `None` when it is inside a multi-line PEM block.
-    fn redact(&mut self, raw: &str, redactor: &Redactor) -> Option<String> {
-        if self.in_pem {
-            let pos = raw.find("-----END ")?;
-            self.in_pem = false;
-            let after = &raw[pos + "-----END ".len()..];
-            let rest = after.find("-----").map(|i| &after[i + 5..]).unwrap_or("");
-            let rest = redactor.redact(rest);
-            return (!rest.trim().is_empty()).then(|| format!("{MASK}{rest}"));
-        }
-        let red = redactor.redact(raw).into_owned();
-        match red.find("-----BEGIN ") {
-            // A BEGIN the redactor left has no END on this line: the block goes on.
-            Some(pos) => {
-                self.in_pem = true;
-                Some(format!("{}{MASK}", &red[..pos]))
-            }
-            None => Some(red),
-        }
-    }
-
     fn text(&self) -> String {
         let mut out = String::with_capacity(self.bytes);
         for (i, l) in self.lines.iter().enumerate() {
@@ -152,8 +132,8 @@ pub async fn collect_logs(
     max_bytes: usize,
     redactor: &Redactor,
 ) -> CollectedLogs {
-    let mut out = Tail::new(max_bytes);
-    let mut err = Tail::new(max_bytes);
+    let mut out = Tail::new(max_bytes, redactor);
+    let mut err = Tail::new(max_bytes, redactor);
     let mut matched = 0;
     let mut scanned = 0;
     let mut error = None;
@@ -171,7 +151,7 @@ pub async fn collect_logs(
             LogStream::Stdout => &mut out,
             LogStream::Stderr => &mut err,
         };
-        let Some(red) = tail.redact(&line.text, redactor) else {
+        let Some(red) = tail.redactor.line(&line.text, line.partial) else {
             continue;
         };
         if grep.is_some_and(|g| !red.contains(g)) {
@@ -179,6 +159,14 @@ pub async fn collect_logs(
         }
         matched += 1;
         tail.push(red);
+    }
+    for tail in [&mut out, &mut err] {
+        if let Some(red) = tail.redactor.finish() {
+            if grep.is_none_or(|g| red.contains(g)) {
+                matched += 1;
+                tail.push(red);
+            }
+        }
     }
     CollectedLogs {
         stdout: out.text(),
@@ -193,11 +181,13 @@ pub async fn collect_logs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::MASK;
 
     fn line(stream: LogStream, text: &str) -> Result<LogLine, SwarmError> {
         Ok(LogLine {
             stream,
             text: text.to_string(),
+            partial: false,
         })
     }
 

@@ -38,6 +38,15 @@ impl Call {
     }
 }
 
+/// An unseal request body: zeroised when the last reference to it is dropped.
+struct ZeroizedBody(zeroize::Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroizedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// The vaultrs-backed client.
 pub struct VaultClient {
     inner: RawClient,
@@ -85,7 +94,9 @@ impl VaultClient {
                 None
             }
         };
-        let redactor = Redactor::new(token.as_ref().map(|t| t.expose()));
+        // The process's redactor (what the bot knows and learned), plus the token.
+        let redactor = crate::redact::global().clone();
+        redactor.learn(token.as_ref().map(|t| t.expose()));
 
         // vaultrs is built without a bundled rustls crypto provider; use ring (already in the
         // build for reqwest 0.12). Installing fails harmlessly when a provider is already set.
@@ -263,11 +274,48 @@ impl VaultApi for VaultClient {
         if share.is_empty() {
             return Err(VaultError::InvalidShare);
         }
-        // vaultrs takes an owned String; that copy and the request body are dropped inside the
-        // HTTP stack, outside our control.
-        vaultrs::sys::unseal(&self.inner, Some(share.expose().to_string()), None, None)
+        // The request body is the only copy of the share this client makes: written once into
+        // a buffer sized for it (no reallocation leaves a stray copy) and zeroised when the HTTP
+        // stack drops the body. (vaultrs would take an owned String it never zeroises.)
+        let mut body = zeroize::Zeroizing::new(Vec::with_capacity(share.expose().len() * 6 + 16));
+        serde_json::to_writer(&mut *body, &serde_json::json!({ "key": share.expose() }))
+            .map_err(|_| VaultError::InvalidShare)?;
+        let body = bytes::Bytes::from_owner(ZeroizedBody(body));
+        let resp = self
+            .inner
+            .http
+            .http
+            .put(format!("{}/v1/sys/unseal", self.base))
+            .header("X-Vault-Request", "true")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
             .await
-            .map_err(|e| self.map_err(Call::Unseal, e))?;
+            .map_err(|e| {
+                tracing::warn!(
+                    call = Call::Unseal.name(),
+                    timeout = e.is_timeout(),
+                    "Vault unreachable"
+                );
+                VaultError::Unreachable
+            })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let text = resp.bytes().await.unwrap_or_default();
+            let errors = serde_json::from_slice::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.get("errors")?.as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .unwrap_or_default();
+            let mapped = classify(Call::Unseal, Some(status), &errors);
+            tracing::warn!(call = Call::Unseal.name(), status, outcome = %mapped, "Vault refused an unseal call");
+            return Err(mapped);
+        }
         self.seal_status().await
     }
 
