@@ -405,7 +405,10 @@ fn confirm_text(req: &ApprovalRequest) -> String {
             text.push_str(&render::clip(line, 150));
         }
         if req.changes.len() > 12 {
-            text.push_str(&format!("\n… and {} more (see the request)", req.changes.len() - 12));
+            text.push_str(&format!(
+                "\n… and {} more (see the request)",
+                req.changes.len() - 12
+            ));
         }
     }
     text

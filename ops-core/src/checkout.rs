@@ -117,11 +117,14 @@ pub async fn read(dir: &Path) -> Result<CheckoutState, CheckoutError> {
         return Err(failed("rev-parse HEAD", &head));
     }
     let commit = String::from_utf8_lossy(&head.stdout).trim().to_string();
-    let status = git(dir, &["status", "--porcelain=v1", "-z", "--untracked-files=all"])
-        .await
-        .map_err(|e| CheckoutError {
-            detail: format!("git status: {e}"),
-        })?;
+    let status = git(
+        dir,
+        &["status", "--porcelain=v1", "-z", "--untracked-files=all"],
+    )
+    .await
+    .map_err(|e| CheckoutError {
+        detail: format!("git status: {e}"),
+    })?;
     if !status.status.success() {
         return Err(failed("status", &status));
     }
@@ -133,11 +136,14 @@ pub async fn read(dir: &Path) -> Result<CheckoutState, CheckoutError> {
     h.update([0u8]);
     let dirty = !status.stdout.is_empty();
     if dirty {
-        let diff = git(dir, &["diff", "HEAD", "--binary", "--no-ext-diff", "--no-color"])
-            .await
-            .map_err(|e| CheckoutError {
-                detail: format!("git diff: {e}"),
-            })?;
+        let diff = git(
+            dir,
+            &["diff", "HEAD", "--binary", "--no-ext-diff", "--no-color"],
+        )
+        .await
+        .map_err(|e| CheckoutError {
+            detail: format!("git diff: {e}"),
+        })?;
         if !diff.status.success() {
             return Err(failed("diff HEAD", &diff));
         }

@@ -193,7 +193,10 @@ async fn a_rollback_whose_service_changed_after_the_request_is_void_and_says_why
     let api: Arc<DockerSwarm> = Arc::new(real());
     let (_dir, store) = sqlite().await;
     let mut a = Approvals::new(store, perms(), b"test-bot-token");
-    a.register("service_rollback", Arc::new(ServiceRollback::new(api.clone())));
+    a.register(
+        "service_rollback",
+        Arc::new(ServiceRollback::new(api.clone())),
+    );
     let name = guard.name().to_string();
     let id = request_approve_execute(&a, "service_rollback", guard.name(), || {
         // Between the request and the approval, someone changes the service with the CLI.
@@ -208,9 +211,14 @@ async fn a_rollback_whose_service_changed_after_the_request_is_void_and_says_why
         "says why: {why}"
     );
     let d = api.inspect(guard.name()).await.unwrap();
-    assert_eq!(d.image.split('@').next(), Some(env::test_image("v2").as_str()));
     assert_eq!(
-        d.previous_image.as_deref().map(|i| i.split('@').next().unwrap()),
+        d.image.split('@').next(),
+        Some(env::test_image("v2").as_str())
+    );
+    assert_eq!(
+        d.previous_image
+            .as_deref()
+            .map(|i| i.split('@').next().unwrap()),
         Some(env::test_image("v2").as_str()),
         "the rollback did not run (the previous spec is the env change's)"
     );
@@ -253,7 +261,10 @@ async fn approvers_see_the_spec_diff_of_a_rollback_with_env_values_masked() {
         .await
         .unwrap();
     let d = real().inspect(guard.name()).await.unwrap();
-    assert_eq!(binding.bound["version"], d.version, "the version read is pinned");
+    assert_eq!(
+        binding.bound["version"], d.version,
+        "the version read is pinned"
+    );
     assert_eq!(binding.bound["service_id"], d.id.as_str());
     let lines = binding.changes.join("\n");
     for want in [
@@ -270,7 +281,10 @@ async fn approvers_see_the_spec_diff_of_a_rollback_with_env_values_masked() {
     ] {
         assert!(lines.contains(&want), "missing `{want}` in:\n{lines}");
     }
-    assert!(!lines.contains("KEEP"), "unchanged keys are not listed: {lines}");
+    assert!(
+        !lines.contains("KEEP"),
+        "unchanged keys are not listed: {lines}"
+    );
     for secret in ["old-pw-7731", "new-pw-9902", "tok-5521"] {
         assert!(!lines.contains(secret), "{secret} shown: {lines}");
     }

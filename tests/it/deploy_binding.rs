@@ -134,8 +134,7 @@ timeout_secs = 120
             timeout: Duration::from_secs(90),
             poll: Duration::from_millis(250),
         });
-        let text =
-            std::fs::read_to_string(env::workspace_root().join("permissions.toml")).unwrap();
+        let text = std::fs::read_to_string(env::workspace_root().join("permissions.toml")).unwrap();
         let perms = Arc::new(Permissions::parse("permissions.toml", &text).unwrap());
         let mut approvals = Approvals::new(store.clone(), perms, b"test-bot-token");
         approvals.register(
@@ -154,10 +153,7 @@ timeout_secs = 120
 
     /// Requests the deploy, runs `between`, has an admin approve and executes it; returns the
     /// request's end state and result.
-    async fn request_approve_execute(
-        &self,
-        between: impl FnOnce(),
-    ) -> (ApprovalState, String) {
+    async fn request_approve_execute(&self, between: impl FnOnce()) -> (ApprovalState, String) {
         let params = DeployRequest {
             layer: "layer_1".into(),
             image_tag: None,
@@ -181,7 +177,10 @@ timeout_secs = 120
             login: "bob".into(),
             discord_id: 102,
         };
-        let admin = ["everyone", "admin"].iter().map(|s| s.to_string()).collect();
+        let admin = ["everyone", "admin"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
             self.approvals
                 .decide(&req.id, &bob, &admin, Decision::Approve)
@@ -235,7 +234,11 @@ async fn a_deploy_approved_at_one_commit_is_void_when_the_infra_checkout_moves()
         .await;
     assert_eq!(state, ApprovalState::Void, "{result}");
     assert!(result.contains("infra checkout changed"), "{result}");
-    assert_eq!(f.swarm.replicas(&web).await.unwrap(), Some(1), "nothing ran");
+    assert_eq!(
+        f.swarm.replicas(&web).await.unwrap(),
+        Some(1),
+        "nothing ran"
+    );
     // An uncommitted edit voids it too.
     let (state, result) = f
         .request_approve_execute(|| {
@@ -244,5 +247,9 @@ async fn a_deploy_approved_at_one_commit_is_void_when_the_infra_checkout_moves()
         .await;
     assert_eq!(state, ApprovalState::Void, "{result}");
     assert!(result.contains("uncommitted changes"), "{result}");
-    assert_eq!(f.swarm.replicas(&web).await.unwrap(), Some(1), "nothing ran");
+    assert_eq!(
+        f.swarm.replicas(&web).await.unwrap(),
+        Some(1),
+        "nothing ran"
+    );
 }

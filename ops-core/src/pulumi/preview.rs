@@ -326,7 +326,8 @@ impl PreviewSummary {
                     let mut h = Sha256::new();
                     h.update(existing.inputs_hash.as_bytes());
                     h.update(step.inputs_hash.as_bytes());
-                    existing.inputs_hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                    existing.inputs_hash =
+                        h.finalize().iter().map(|b| format!("{b:02x}")).collect();
                 }
                 Some(_) => {}
                 None => {
@@ -464,10 +465,7 @@ impl PreviewSummary {
     /// diagnostics. No property value is in it.
     pub fn document(&self) -> String {
         let mut out = String::new();
-        out.push_str(&format!(
-            "Pulumi preview: {}\n",
-            self.totals().describe()
-        ));
+        out.push_str(&format!("Pulumi preview: {}\n", self.totals().describe()));
         if self.maybe_corrupt {
             out.push_str("WARNING: the CLI reported the preview may be corrupt\n");
         }
@@ -480,10 +478,16 @@ impl PreviewSummary {
             out.push_str(&format!("- {} {} ({})\n", s.op, s.name, s.resource_type));
             out.push_str(&format!("    urn: {}\n", s.urn));
             if !s.replace_reasons.is_empty() {
-                out.push_str(&format!("    replace reasons: {}\n", s.replace_reasons.join(", ")));
+                out.push_str(&format!(
+                    "    replace reasons: {}\n",
+                    s.replace_reasons.join(", ")
+                ));
             }
             if !s.diff_reasons.is_empty() {
-                out.push_str(&format!("    diff reasons: {}\n", s.diff_reasons.join(", ")));
+                out.push_str(&format!(
+                    "    diff reasons: {}\n",
+                    s.diff_reasons.join(", ")
+                ));
             }
             for p in &s.changed_properties {
                 out.push_str(&format!("    changed: {p}\n"));
@@ -658,14 +662,21 @@ mod tests {
         ] {
             let p = PreviewSummary::parse(&other, &r).unwrap();
             assert_eq!(p.steps[0].diff_reasons, approved.steps[0].diff_reasons);
-            assert_ne!(p.digest(), approved.digest(), "another value voids: {other}");
+            assert_ne!(
+                p.digest(),
+                approved.digest(),
+                "another value voids: {other}"
+            );
         }
         assert_eq!(
             approved.change_lines(),
             ["update web (docker:index/service:Service): mode.replicated.replicas (update), taskSpec.containerSpec.image (update)"]
         );
         let text = format!("{}{:?}", approved.document(), approved.change_lines());
-        assert!(text.contains("changed: taskSpec.containerSpec.image (update)"), "{text}");
+        assert!(
+            text.contains("changed: taskSpec.containerSpec.image (update)"),
+            "{text}"
+        );
         for value in ["tok-aaaa-1111", "web:v2", "web:v1"] {
             assert!(!text.contains(value), "{value} shown raw: {text}");
         }

@@ -71,12 +71,18 @@ fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
 
 /// The service id and spec version an approval pinned.
 fn bound_version(bound: &serde_json::Value) -> Option<(&str, u64)> {
-    Some((bound.get("service_id")?.as_str()?, bound.get("version")?.as_u64()?))
+    Some((
+        bound.get("service_id")?.as_str()?,
+        bound.get("version")?.as_u64()?,
+    ))
 }
 
 /// Reads the service with its spec facts; an adapter without them (a test fake) gives the
 /// detail alone, so approvers see the summary only.
-async fn read(swarm: &dyn SwarmApi, name: &str) -> Result<(ServiceDetail, Option<SpecView>), SwarmError> {
+async fn read(
+    swarm: &dyn SwarmApi,
+    name: &str,
+) -> Result<(ServiceDetail, Option<SpecView>), SwarmError> {
     match swarm.inspect_spec(name).await {
         Ok(view) => Ok((view.detail.clone(), Some(view))),
         Err(SwarmError::Unsupported { .. }) => Ok((swarm.inspect(name).await?, None)),
@@ -261,18 +267,25 @@ impl ActionExecutor for ServiceRollback {
             .map_err(|e| ops_error(&self.redactor, "service_rollback", e))?;
         let (bound, header) = pin(&d);
         let mut changes = vec![header];
-        match view.as_ref().and_then(|v| v.previous.as_ref().map(|p| (&v.current, p))) {
+        match view
+            .as_ref()
+            .and_then(|v| v.previous.as_ref().map(|p| (&v.current, p)))
+        {
             Some((current, previous)) => {
                 let diff = spec_diff(current, previous);
                 if diff.is_empty() {
-                    changes.push("no difference in image, replicas, env, mounts or resources".into());
+                    changes
+                        .push("no difference in image, replicas, env, mounts or resources".into());
                 }
                 changes.extend(diff);
             }
             None => changes.push(format!(
                 "image: {} → {}",
                 display_image(&d.image),
-                d.previous_image.as_deref().map(display_image).unwrap_or("(no previous spec)")
+                d.previous_image
+                    .as_deref()
+                    .map(display_image)
+                    .unwrap_or("(no previous spec)")
             )),
         }
         let previous = format!(
