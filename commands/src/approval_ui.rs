@@ -32,7 +32,7 @@ pub fn buttons(data: &Data, req: &ApprovalRequest) -> Vec<serenity::CreateAction
 
 async fn approval_page(data: &Data, req: &ApprovalRequest) -> Page {
     let votes = data.ops.approvals.votes(&req.id).await.unwrap_or_default();
-    render::approval_page(req, &votes)
+    render::approval_page(req, &votes).redacted(&data.ops.redactor)
 }
 
 /// Persists an approval request, posts it in the approvals channel and a line in the audit
@@ -58,15 +58,19 @@ pub async fn request(
         .map_err(|r| UserError(r.to_string()))?;
     let page = approval_page(data, &req).await;
     let channel = serenity::ChannelId::new(data.channels.approvals);
-    let msg = channel
-        .send_message(
-            http,
-            serenity::CreateMessage::new()
-                .embed(page.to_embed())
-                .components(buttons(data, &req))
-                .allowed_mentions(serenity::CreateAllowedMentions::new()),
-        )
-        .await?;
+    let mut create = serenity::CreateMessage::new()
+        .embed(page.to_embed())
+        .components(buttons(data, &req))
+        .allowed_mentions(serenity::CreateAllowedMentions::new());
+    if let Some(text) = &req.attachment {
+        // The full redacted preview, for approvers (redacted again: it goes to a channel).
+        let text = ops.redactor.redact(text).into_owned();
+        create = create.add_file(serenity::CreateAttachment::bytes(
+            text.into_bytes(),
+            attachment_name(&req),
+        ));
+    }
+    let msg = channel.send_message(http, create).await?;
     ops.approvals
         .set_message(&req.id, channel.get(), msg.id.get())
         .await
@@ -107,13 +111,25 @@ pub async fn audit_line(http: &serenity::Http, data: &Data, text: &str) {
     }
 }
 
+/// The name of the file attached to an approval message (`preview-<action>-<id>.txt`).
+pub fn attachment_name(req: &ApprovalRequest) -> String {
+    let action: String = req
+        .action
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect();
+    format!("preview-{action}-{}.txt", short(&req.id))
+}
+
 fn short(id: &str) -> &str {
     &id[..id.len().min(8)]
 }
 
 /// At start-up: each approved action a restart interrupted (marked failed by
-/// `Approvals::recover_interrupted`) is told to the audit channel, and its approvals-channel
-/// message is edited to its failed state, so no message keeps saying "executing".
+/// `Approvals::recover_interrupted`, whether it was `approved` or `executing`) is told to the
+/// audit channel with what happened, and its approvals-channel message is edited to its failed
+/// state (the result says the case), so no message keeps saying "executing".
 pub async fn announce_interrupted(http: &serenity::Http, data: &Data, failed: &[ApprovalRequest]) {
     for req in failed {
         refresh_message(http, data, &req.id).await;
@@ -277,7 +293,10 @@ async fn click(
                 &ctx.http,
                 serenity::CreateInteractionResponse::Message(
                     serenity::CreateInteractionResponseMessage::new()
-                        .content(format!("Approve: {}?", render::clip(&req.summary, 1500)))
+                        .content(render::clip(
+                            &data.ops.redactor.redact(&confirm_text(&req)),
+                            1900,
+                        ))
                         .components(vec![serenity::CreateActionRow::Buttons(vec![confirm])])
                         .ephemeral(true),
                 ),
@@ -343,13 +362,18 @@ async fn click(
                             format!("❌ {} failed: {s}", req.summary),
                             format!("Failed: {s}"),
                         ),
-                        Executed::Void => (
+                        Executed::Void(why) => (
+                            format!("⚠️ {} was not executed (void): {why}", req.summary),
+                            format!("Not executed (void): {why}"),
+                        ),
+                        Executed::Unsaved(s) => (
                             format!(
-                                "⚠️ {} was not executed: what would run changed since the request",
+                                "⚠️ executed {}: {s}; but its result could not be saved (the request will show as interrupted after a restart)",
                                 req.summary
                             ),
-                            "Not executed: what would run changed since the request; ask again."
-                                .to_string(),
+                            format!(
+                                "Done: {s}. Its result could not be saved in the database, so the request may later show as interrupted."
+                            ),
                         ),
                         Executed::NotMine => (String::new(), "Already executed.".to_string()),
                     };
@@ -369,6 +393,25 @@ async fn click(
             }
         }
     }
+}
+
+/// The confirmation an approver answers: the summary and what will change.
+fn confirm_text(req: &ApprovalRequest) -> String {
+    let mut text = format!("Approve: {}?", render::clip(&req.summary, 800));
+    if !req.changes.is_empty() {
+        text.push_str("\nWhat will change:");
+        for line in req.changes.iter().take(12) {
+            text.push_str("\n• ");
+            text.push_str(&render::clip(line, 150));
+        }
+        if req.changes.len() > 12 {
+            text.push_str(&format!(
+                "\n… and {} more (see the request)",
+                req.changes.len() - 12
+            ));
+        }
+    }
+    text
 }
 
 async fn reply_update(ctx: &serenity::Context, mci: &serenity::ComponentInteraction, text: &str) {

@@ -643,7 +643,10 @@ pub fn approval_page(req: &ApprovalRequest, votes: &[(String, Decision)]) -> Pag
         ApprovalState::Failed => (RED, "❌ failed".into()),
         ApprovalState::Denied => (RED, "🚫 denied".into()),
         ApprovalState::Expired => (RED, "⌛ expired".into()),
-        ApprovalState::Void => (RED, "⚠️ void: what would run changed".into()),
+        ApprovalState::Void => (
+            RED,
+            "⚠️ void: what would run changed, nothing applied".into(),
+        ),
     };
     let approvers = req.rule.approver_roles.join(" or ");
     let mut fields = vec![
@@ -661,8 +664,28 @@ pub fn approval_page(req: &ApprovalRequest, votes: &[(String, Decision)]) -> Pag
                 req.rule.approvals
             ),
         ),
-        ("State".into(), state),
     ];
+    if !req.changes.is_empty() {
+        // One field of at most 1024 bytes: the lines that fit, then how many more (the full
+        // preview of a deploy is the attached file).
+        let mut shown = String::new();
+        let mut left = req.changes.len();
+        for line in &req.changes {
+            let line = clip(line, 200);
+            let more = format!("\n… and {left} more");
+            if shown.len() + line.len() + 1 + more.len() > FIELD_VALUE_MAX {
+                shown.push_str(if shown.is_empty() { &more[1..] } else { &more });
+                break;
+            }
+            if !shown.is_empty() {
+                shown.push('\n');
+            }
+            shown.push_str(&line);
+            left -= 1;
+        }
+        fields.push(("What will change".into(), shown));
+    }
+    fields.push(("State".into(), state));
     if req.state == ApprovalState::Pending {
         fields.push((
             "Expires".into(),
@@ -1075,3 +1098,6 @@ mod tests {
         assert_eq!(clip("ok", 10), "ok");
     }
 }
+
+#[cfg(test)]
+mod approval_tests;

@@ -2,6 +2,15 @@
 //! exact parameters and a digest of what will run; approvers are checked at the click; state
 //! moves only by conditional store updates, so concurrent or replayed clicks execute at most
 //! once. Button ids carry the request id and a MAC, so forged or altered ids are refused.
+//!
+//! The approval is bound to what runs: [`ActionExecutor::bind`] returns, besides the digest,
+//! the facts execution must use exactly (a service's spec version: Docker refuses a stale one)
+//! and what approvers are shown (the spec diff, the changed resources, a redacted preview to
+//! attach). Execution gets those facts back ([`ActionExecutor::execute_bound`]); a change in
+//! between ends the request `void` with the reason, never applied. A request can end only in
+//! a state that says what happened: a missing executor fails it; an action that ran but whose
+//! result could not be saved is reported as such ([`Executed::Unsaved`]); a request a crash
+//! left `approved` or `executing` is failed at start-up with a message naming the case.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,6 +94,49 @@ pub struct ApprovalRequest {
     pub channel_id: Option<u64>,
     pub message_id: Option<u64>,
     pub result: Option<String>,
+    /// What execution must use exactly (from [`ActionExecutor::bind`]; `null` when nothing).
+    #[serde(default)]
+    pub bound: serde_json::Value,
+    /// What will change, one safe line each, for approvers (values masked or hashed).
+    #[serde(default)]
+    pub changes: Vec<String>,
+    /// A redacted document for approvers (the full preview), attached to the message as `.txt`.
+    #[serde(default)]
+    pub attachment: Option<String>,
+}
+
+/// What a request binds, from [`ActionExecutor::bind`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// Compared again at execution: a different digest voids the approval.
+    pub digest: String,
+    /// Facts execution must use exactly (stored with the request, handed to
+    /// [`ActionExecutor::execute_bound`]).
+    pub bound: serde_json::Value,
+    /// What will change, one safe line each (values masked or hashed, never raw).
+    pub changes: Vec<String>,
+    /// A redacted document for approvers (attached to the approval message as a `.txt` file).
+    pub attachment: Option<String>,
+}
+
+impl Binding {
+    /// A binding by digest only (executors without a version to pin).
+    pub fn digest_only(digest: String) -> Binding {
+        Binding {
+            digest,
+            ..Binding::default()
+        }
+    }
+}
+
+/// Why a bound execution did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecFailure {
+    /// What was approved is no longer what would run (safe text: the reason). Nothing ran.
+    #[error("{0}")]
+    Void(String),
+    #[error(transparent)]
+    Failed(#[from] OpsError),
 }
 
 /// One approver's decision.
@@ -122,6 +174,23 @@ pub trait ActionExecutor: Send + Sync {
     ) -> Result<String, OpsError> {
         let _ = approvers;
         self.execute(params).await
+    }
+    /// What the request binds: the digest, facts to pin, what approvers see. The default binds
+    /// the digest only.
+    async fn bind(&self, params: &serde_json::Value) -> Result<Binding, OpsError> {
+        Ok(Binding::digest_only(self.digest(params).await?))
+    }
+    /// Runs an approved request with the facts [`ActionExecutor::bind`] pinned (`bound`). An
+    /// executor that pins something overrides this and answers [`ExecFailure::Void`] when the
+    /// pinned facts no longer hold (nothing applied).
+    async fn execute_bound(
+        &self,
+        params: &serde_json::Value,
+        bound: &serde_json::Value,
+        approvers: &[String],
+    ) -> Result<String, ExecFailure> {
+        let _ = bound;
+        Ok(self.execute_approved(params, approvers).await?)
     }
 }
 
@@ -177,8 +246,11 @@ pub enum Decided {
 pub enum Executed {
     Done(String),
     Failed(String),
-    /// What would run changed since the request.
-    Void,
+    /// What would run changed since the request (the reason); nothing was applied.
+    Void(String),
+    /// The action ran (its summary) but its end could not be saved: the request stays
+    /// `executing` in the store until start-up recovery marks it.
+    Unsaved(String),
     /// Someone else is executing or executed it.
     NotMine,
 }
@@ -298,8 +370,8 @@ impl Approvals {
             return Err(Refusal::NoEligibleApprover(action.to_string()));
         }
         let executor = self.executor(action)?;
-        let digest = executor
-            .digest(&params)
+        let binding = executor
+            .bind(&params)
             .await
             .map_err(|e| Refusal::Other(e.to_string()))?;
         let now = now_ms();
@@ -307,7 +379,10 @@ impl Approvals {
             id: new_request_id(),
             action: action.to_string(),
             params,
-            digest,
+            digest: binding.digest,
+            bound: binding.bound,
+            changes: binding.changes,
+            attachment: binding.attachment,
             summary: summary.to_string(),
             requester: requester.clone(),
             state: ApprovalState::Pending,
@@ -438,6 +513,9 @@ impl Approvals {
     }
 
     /// Executes an approved request, once: only the caller that moves it to `executing` runs it.
+    /// Every outcome after that move is saved as the request's end (a missing executor fails
+    /// it); when saving fails, the outcome is still returned as what happened
+    /// ([`Executed::Unsaved`] for an action that ran), never as a refusal.
     pub async fn execute(&self, id: &str) -> Result<Executed, Refusal> {
         let now = now_ms();
         if !self
@@ -448,48 +526,90 @@ impl Approvals {
             return Ok(Executed::NotMine);
         }
         let req = self.get(id).await?;
-        let executor = self.executor(&req.action)?;
-        let digest = match executor.digest(&req.params).await {
-            Ok(d) => d,
+        let Some(executor) = self.executors.get(&req.action) else {
+            let msg = format!(
+                "`{}` cannot be executed by this build: nothing ran",
+                req.action
+            );
+            tracing::error!(request = id, action = %req.action, "no executor for an approved request");
+            self.finish_logged(id, ApprovalState::Failed, &msg).await;
+            return Ok(Executed::Failed(msg));
+        };
+        // A request with pinned facts is checked by its executor, atomically where the system
+        // allows it (Docker's version check); the others compare a fresh digest here.
+        if req.bound.is_null() {
+            let digest = match executor.digest(&req.params).await {
+                Ok(d) => d,
+                Err(e) => {
+                    let msg = e.to_string();
+                    self.finish_logged(id, ApprovalState::Failed, &msg).await;
+                    return Ok(Executed::Failed(msg));
+                }
+            };
+            if digest != req.digest {
+                let msg =
+                    "what would run changed since the request: nothing was applied; ask again";
+                self.finish_logged(id, ApprovalState::Void, msg).await;
+                return Ok(Executed::Void(msg.to_string()));
+            }
+        }
+        let approvers: Vec<String> = match self.store.list_votes(id).await {
+            Ok(votes) => votes
+                .into_iter()
+                .filter(|(_, d)| *d == Decision::Approve)
+                .map(|(login, _)| login)
+                .collect(),
             Err(e) => {
-                let msg = e.to_string();
-                self.finish(id, ApprovalState::Failed, &msg).await?;
-                return Ok(Executed::Failed(msg));
+                tracing::error!(request = id, error = %e, "reading the approvers failed");
+                let msg = "the approvals store failed before the action ran: nothing ran";
+                self.finish_logged(id, ApprovalState::Failed, msg).await;
+                return Ok(Executed::Failed(msg.to_string()));
             }
         };
-        if digest != req.digest {
-            self.finish(
-                id,
-                ApprovalState::Void,
-                "what would run changed since the request",
-            )
-            .await?;
-            return Ok(Executed::Void);
-        }
-        let approvers: Vec<String> = self
-            .store
-            .list_votes(id)
-            .await?
-            .into_iter()
-            .filter(|(_, d)| *d == Decision::Approve)
-            .map(|(login, _)| login)
-            .collect();
-        match executor.execute_approved(&req.params, &approvers).await {
+        match executor
+            .execute_bound(&req.params, &req.bound, &approvers)
+            .await
+        {
             Ok(summary) => {
-                self.finish(id, ApprovalState::Done, &summary).await?;
-                Ok(Executed::Done(summary))
+                if self.finish_logged(id, ApprovalState::Done, &summary).await {
+                    Ok(Executed::Done(summary))
+                } else {
+                    Ok(Executed::Unsaved(summary))
+                }
             }
-            Err(e) => {
+            Err(ExecFailure::Void(why)) => {
+                self.finish_logged(id, ApprovalState::Void, &why).await;
+                Ok(Executed::Void(why))
+            }
+            Err(ExecFailure::Failed(e)) => {
                 let msg = e.to_string();
-                self.finish(id, ApprovalState::Failed, &msg).await?;
+                self.finish_logged(id, ApprovalState::Failed, &msg).await;
                 Ok(Executed::Failed(msg))
             }
         }
     }
 
-    async fn finish(&self, id: &str, to: ApprovalState, result: &str) -> Result<(), Refusal> {
-        self.store.finish_approval(id, to, now_ms(), result).await?;
-        Ok(())
+    /// Saves the end of an `executing` request, trying three times; `false` (logged with the
+    /// result) when it could not be saved.
+    async fn finish_logged(&self, id: &str, to: ApprovalState, result: &str) -> bool {
+        for attempt in 1..=3u64 {
+            match self.store.finish_approval(id, to, now_ms(), result).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::error!(request = id, attempt, state = to.as_str(), error = %e, "saving the end of an approved action failed");
+                    if attempt < 3 {
+                        tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                    }
+                }
+            }
+        }
+        tracing::error!(
+            request = id,
+            state = to.as_str(),
+            result,
+            "the end of an approved action could not be saved: it stays `executing` until start-up recovery"
+        );
+        false
     }
 
     /// Runs a registered action without an approval: the CLI's break-glass path, for when
@@ -511,14 +631,13 @@ impl Approvals {
         Ok(self.store.expire_approvals(now_ms()).await?)
     }
 
-    /// Requests left `executing` by a crash become `failed` at start-up.
+    /// Requests a crash left `approved` (nothing ran yet) or `executing` (it may have run, or
+    /// ran and its result was not saved) become `failed` at start-up, each with a result that
+    /// says which.
     pub async fn recover_interrupted(&self) -> Result<Vec<ApprovalRequest>, Refusal> {
         Ok(self
             .store
-            .fail_interrupted_approvals(
-                now_ms(),
-                "interrupted: sprocket-ops restarted while executing",
-            )
+            .fail_interrupted_approvals(now_ms(), INTERRUPTED_EXECUTING, INTERRUPTED_APPROVED)
             .await?)
     }
 
@@ -527,6 +646,11 @@ impl Approvals {
         Ok(self.store.list_votes(id).await?)
     }
 }
+
+/// The result of a request a restart found `executing`.
+pub const INTERRUPTED_EXECUTING: &str = "interrupted: sprocket-ops stopped while executing it (or before its result was saved): it may have run, partly or fully; check its effect before requesting it again";
+/// The result of a request a restart found `approved` (approved, never started).
+pub const INTERRUPTED_APPROVED: &str = "interrupted: sprocket-ops stopped after the approval, before it started executing: nothing ran; request it again";
 
 /// 128 random bits as hex, from the OS.
 fn new_request_id() -> String {

@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
-use crate::approvals::ActionExecutor;
+use crate::approvals::{ActionExecutor, Binding, ExecFailure};
+use crate::checkout::{CheckoutError, CheckoutState};
 use crate::config::{Config, LayerConfig};
 use crate::layers::LayerMap;
 use crate::ops::{new_error_id, now_ms};
@@ -148,8 +149,11 @@ pub struct DeployPlan {
     pub approval_action: Option<String>,
     /// Why an approval is needed, for people.
     pub approval_reasons: Vec<String>,
-    /// What an approval approves: the preview digest, the layer and the tag.
+    /// What an approval approves: the preview digest (operations, properties, hashed input
+    /// values), the layer, the tag and the infra checkout (commit and dirty state).
     pub digest: String,
+    /// The infra checkout the preview ran from.
+    pub checkout: CheckoutState,
 }
 
 /// How a deploy ended when it did not fail.
@@ -223,6 +227,8 @@ pub enum DeployError {
     PreviewChanged { expected: String, actual: String },
     #[error("layer `{0}` has no earlier good image tag to roll back to")]
     NoRollbackTarget(String),
+    #[error("{0}")]
+    Checkout(CheckoutError),
     #[error(
         "layer `{0}` is being deployed by this process: cancel the deploy instead of unlocking"
     )]
@@ -350,6 +356,8 @@ struct Prepared {
     /// The tag key, when the config was changed (to put it back).
     changed_key: Option<String>,
     preview: PreviewSummary,
+    /// The infra checkout, read before the config was changed.
+    checkout: CheckoutState,
 }
 
 impl Deployer {
@@ -404,6 +412,14 @@ impl Deployer {
         progress: ProgressFn,
     ) -> Result<DeployOutcome, DeployError> {
         self.run(req, Some(approved_digest), progress).await
+    }
+
+    /// The infra checkout of `layer` as it is now (commit and dirty state).
+    pub async fn checkout(&self, layer: &str) -> Result<CheckoutState, DeployError> {
+        let cfg = self.layer(layer)?;
+        crate::checkout::read(&cfg.directory)
+            .await
+            .map_err(DeployError::Checkout)
     }
 
     /// What a deploy would do, without doing it: lock, config, preview, then the config is put
@@ -811,11 +827,17 @@ impl Deployer {
         cfg: &LayerConfig,
     ) -> Result<Prepared, DeployError> {
         let stack = StackRef::from_layer(&req.layer, cfg);
+        // Before `config set`, which edits the stack file in the checkout.
+        let checkout = crate::checkout::read(&cfg.directory).await.map_err(|e| {
+            tracing::error!(layer = %req.layer, detail = %e.detail, "{e}");
+            DeployError::Checkout(e)
+        })?;
         let mut prepared = Prepared {
             stack,
             image_before: None,
             changed_key: None,
             preview: PreviewSummary::default(),
+            checkout,
         };
         if let Some(key) = &cfg.image_tag_key {
             prepared.image_before = self
@@ -872,7 +894,13 @@ impl Deployer {
         DeployPlan {
             request: req.clone(),
             image_before: p.image_before.clone(),
-            digest: approval_digest(&req.layer, req.image_tag.as_deref(), &p.preview),
+            digest: approval_digest(
+                &req.layer,
+                req.image_tag.as_deref(),
+                &p.preview,
+                &p.checkout,
+            ),
+            checkout: p.checkout.clone(),
             preview: p.preview.clone(),
             approval_action: action,
             approval_reasons: reasons,
@@ -1245,14 +1273,22 @@ fn image_tag(image: &str) -> Option<&str> {
     last.split_once(':').map(|(_, t)| t)
 }
 
-/// What an approval of a deploy approves.
-pub fn approval_digest(layer: &str, tag: Option<&str>, preview: &PreviewSummary) -> String {
+/// What an approval of a deploy approves: the layer, the tag, the preview (with its hashed
+/// input values) and the infra checkout (commit and dirty state).
+pub fn approval_digest(
+    layer: &str,
+    tag: Option<&str>,
+    preview: &PreviewSummary,
+    checkout: &CheckoutState,
+) -> String {
     let mut h = Sha256::new();
     for part in [
-        "sprocket-ops layer deploy v1",
+        "sprocket-ops layer deploy v2",
         layer,
         tag.unwrap_or(""),
         &preview.digest(),
+        checkout.commit.as_deref().unwrap_or("-"),
+        &checkout.fingerprint,
     ] {
         h.update(part.as_bytes());
         h.update([0u8]);
@@ -1438,9 +1474,90 @@ impl ActionExecutor for LayerDeployExecutor {
                 summary: "void: no approved preview to compare with".into(),
                 error_id: new_error_id(),
             })?;
+        match self
+            .run_approved(&req, &expected, &serde_json::Value::Null, approvers)
+            .await
+        {
+            Ok(s) => Ok(s),
+            Err(ExecFailure::Failed(e)) => Err(e),
+            Err(ExecFailure::Void(why)) => Err(OpsError {
+                summary: format!("void: {why}"),
+                error_id: new_error_id(),
+            }),
+        }
+    }
+
+    async fn bind(&self, params: &serde_json::Value) -> Result<Binding, OpsError> {
+        let (req, key) = Self::request(params)?;
+        let plan = self.deployer.plan(&req).await.map_err(|e| ops_error(&e))?;
+        self.checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, plan.digest.clone());
+        let mut changes = vec![format!("infra checkout: {}", plan.checkout.describe())];
+        if let Some(tag) = &req.image_tag {
+            changes.push(format!(
+                "image tag: {} → {tag}",
+                plan.image_before.as_deref().unwrap_or("(unset)")
+            ));
+        }
+        let lines = plan.preview.change_lines();
+        if lines.is_empty() {
+            changes.push("no resource changes".into());
+        }
+        changes.extend(lines);
+        let attachment = format!(
+            "sprocket-ops: approval request for a deploy of layer `{}`{}\nReason: {}\nInfra checkout: {}\nWhy approval is needed: {}\nApproval digest: {}\n\n{}",
+            req.layer,
+            req.image_tag
+                .as_deref()
+                .map(|t| format!(" with image tag `{t}`"))
+                .unwrap_or_default(),
+            req.reason,
+            plan.checkout.describe(),
+            plan.approval_reasons.join("; "),
+            plan.digest,
+            plan.preview.document()
+        );
+        Ok(Binding {
+            digest: plan.digest.clone(),
+            bound: serde_json::json!({
+                "digest": plan.digest,
+                "commit": plan.checkout.commit,
+                "checkout": plan.checkout.fingerprint,
+            }),
+            changes,
+            attachment: Some(attachment),
+        })
+    }
+
+    async fn execute_bound(
+        &self,
+        params: &serde_json::Value,
+        bound: &serde_json::Value,
+        approvers: &[String],
+    ) -> Result<String, ExecFailure> {
+        let Some(expected) = bound.get("digest").and_then(|d| d.as_str()) else {
+            return Ok(self.execute_approved(params, approvers).await?);
+        };
+        let (req, _) = Self::request(params)?;
+        self.run_approved(&req, expected, bound, approvers).await
+    }
+}
+
+impl LayerDeployExecutor {
+    /// Runs the deploy if a fresh preview still has the `expected` digest; a different one is
+    /// [`ExecFailure::Void`] with the reason (the checkout moved, or the plan or its values).
+    async fn run_approved(
+        &self,
+        req: &DeployRequest,
+        expected: &str,
+        bound: &serde_json::Value,
+        approvers: &[String],
+    ) -> Result<String, ExecFailure> {
         let result = self
             .deployer
-            .deploy_approved(&req, &expected, self.progress.clone())
+            .deploy_approved(req, expected, self.progress.clone())
             .await;
         // `/history` names who approved (the break-glass CLI path has no approver).
         let ran = match &result {
@@ -1467,11 +1584,34 @@ impl ActionExecutor for LayerDeployExecutor {
                 r.preview.totals().describe(),
                 r.services.len()
             )),
-            Ok(DeployOutcome::NeedsApproval(_)) => Err(OpsError {
+            Ok(DeployOutcome::NeedsApproval(_)) => Err(ExecFailure::Failed(OpsError {
                 summary: "the approved deploy asked for another approval".into(),
                 error_id: new_error_id(),
-            }),
-            Err(e) => Err(ops_error(&e)),
+            })),
+            Err(DeployError::PreviewChanged { .. }) => {
+                Err(ExecFailure::Void(self.why_changed(&req.layer, bound).await))
+            }
+            Err(e) => Err(ExecFailure::Failed(ops_error(&e))),
+        }
+    }
+
+    /// Why a fresh preview no longer has the approved digest, for people.
+    async fn why_changed(&self, layer: &str, bound: &serde_json::Value) -> String {
+        let now = self.deployer.checkout(layer).await.ok();
+        let approved_fp = bound.get("checkout").and_then(|v| v.as_str());
+        match (now, approved_fp) {
+            (Some(now), Some(fp)) if now.fingerprint != fp => {
+                let approved = bound
+                    .get("commit")
+                    .and_then(|v| v.as_str())
+                    .map(|c| format!("commit {}", &c[..c.len().min(12)]))
+                    .unwrap_or_else(|| "no commit".into());
+                format!(
+                    "the infra checkout changed since the approval (approved {approved}, now {}): nothing was applied; request a new approval",
+                    now.describe()
+                )
+            }
+            _ => "the preview changed since the approval (another planned change, property or value): nothing was applied; request a new approval".to_string(),
         }
     }
 }

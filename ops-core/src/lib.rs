@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod approvals;
 pub mod audit;
+pub mod checkout;
 pub mod config;
 pub mod deploy;
 pub mod github;

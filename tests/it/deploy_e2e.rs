@@ -339,6 +339,39 @@ async fn a_failed_apply_shows_redacted_diagnostics_and_its_rollback_button_rolls
         .await
         .expect("the rollback request is posted in the approvals channel");
     assert!(request.text().contains("dana"), "{}", request.text());
+    // Approvers see what will change, and the full redacted preview as a `.txt` file.
+    let shown = request.text();
+    assert!(shown.contains("What will change"), "{shown}");
+    assert!(
+        shown.contains("infra checkout: not a git checkout"),
+        "{shown}"
+    );
+    assert!(shown.contains("image tag: main → v2"), "{shown}");
+    assert!(
+        shown.contains(
+            "update svc0 (docker:index/service:Service): taskSpec.containerSpec.image (update)"
+        ),
+        "changed resources and properties: {shown}"
+    );
+    let (file, body) = request
+        .attachments
+        .iter()
+        .find(|(name, _)| name.ends_with(".txt"))
+        .unwrap_or_else(|| panic!("no preview attached: {:?}", request.attachments));
+    assert!(file.starts_with("preview-layer_rollback-"), "{file}");
+    let body = String::from_utf8_lossy(body);
+    assert!(
+        body.contains("Steps:") && body.contains("urn:pulumi:prod::platform::"),
+        "{body}"
+    );
+    assert!(
+        body.contains("changed: taskSpec.containerSpec.image (update)"),
+        "{body}"
+    );
+    assert!(body.contains("(values are not shown)"), "{body}");
+    for secret in [PLANTED_PASSWORD, BOT_TOKEN] {
+        assert!(!body.contains(secret), "{secret} in the attachment: {body}");
+    }
     assert_running_tag(&guards[..1], "main");
 
     let approve = request.approval_button("a");

@@ -4,10 +4,13 @@
 
 mod alerts;
 mod alerts_e2e;
+mod approval_binding;
+mod approval_states;
 mod approvals;
 mod architecture;
 mod cli;
 mod cli_deploy;
+mod deploy_binding;
 mod deploy_e2e;
 mod discord_e2e;
 mod fake_discord_selftest;

@@ -717,3 +717,83 @@ async fn logs_follow_streams_redacted_lines_into_a_thread_and_stops_by_itself() 
     }
     bot.discord.assert_no_violations();
 }
+
+/// Issue 12 through Discord: the request shows what will change and the spec version it is
+/// bound to; someone changes the service with the Docker CLI before the approval; the approval
+/// is void, nothing is applied, and both the approver's answer and the request say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_to_zero_whose_service_changed_before_the_approval_is_void_and_says_why() {
+    let swarm = TestSwarm::connect().await;
+    let svc = platform_service(&swarm, TestService::new("prod-void", "main").replicas(2)).await;
+    let bot = TestBot::start().await;
+    let alice = bot.person("alice", &["operator"]).await;
+    let bob = bot.person("bob", &["operator"]).await;
+    let msg = request_scale_to_zero(&bot, &alice, svc.name()).await;
+    let shown = msg.text();
+    assert!(shown.contains("What will change"), "{shown}");
+    assert!(shown.contains("replicas: 2 → 0"), "{shown}");
+    assert!(shown.contains("spec version"), "{shown}");
+
+    // Someone changes the service in between (a new env var), with the Docker CLI.
+    let out = std::process::Command::new("docker")
+        .args([
+            "service",
+            "update",
+            "--detach",
+            "--env-add",
+            "HOTFIX=1",
+            svc.name(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let r = click_text(&bot, &bob, &msg, &msg.approval_button("a")).await;
+    assert!(
+        r.text().contains("replicas: 2 → 0"),
+        "the confirmation shows it: {}",
+        r.text()
+    );
+    let confirm_msg = r.original.clone().expect("the confirmation message");
+    let confirm = confirm_msg.approval_button("c");
+    let done = bot
+        .discord
+        .click(&bob, &confirm_msg, &confirm)
+        .await
+        .wait_final(T, |r| {
+            r.text().contains("Not executed") || r.text().contains("Done")
+        })
+        .await
+        .unwrap();
+    let text = done.text();
+    assert!(text.contains("Not executed (void)"), "{text}");
+    assert!(
+        text.contains("changed since the request"),
+        "says why: {text}"
+    );
+    assert!(text.contains("nothing was applied"), "{text}");
+    assert_eq!(
+        swarm.replicas(svc.name()).await.unwrap(),
+        Some(2),
+        "nothing was applied"
+    );
+    let posted = bot
+        .discord
+        .wait_channel_message(
+            APPROVALS,
+            |m| m.id == msg.id && m.text().contains("void: what would run changed"),
+            T,
+        )
+        .await
+        .expect("the request says void");
+    assert!(
+        posted.text().contains("changed since the request"),
+        "{}",
+        posted.text()
+    );
+    bot.discord.assert_no_violations();
+}

@@ -5,6 +5,14 @@
 //! the planned steps, counts by resource type, and a stable [`PreviewSummary::digest`] of what
 //! would run (an approval is void when it changes).
 //!
+//! Values are bound, never shown: each step's `oldState.inputs` and `newState.inputs` are
+//! hashed (canonical JSON, keys sorted) into [`PlannedStep::inputs_hash`], and the property
+//! paths of `detailedDiff` (with their diff kind, no value) are kept as
+//! [`PlannedStep::changed_properties`]; both are part of the digest, so a different value at
+//! execution voids an approval even when the operation and the reasons are the same. The CLI
+//! prints secret values as `[secret]` unless `--show-secrets` (never passed): a changed secret
+//! value is bound only through the checkout ([`crate::checkout`]) or the config it comes from.
+//!
 //! Steps carry no `type` of their own: it is `newState.type` / `oldState.type`, else the type
 //! part of the URN. A replacement counts once per resource whichever of `replace`,
 //! `create-replacement` and `delete-replaced` the CLI shows (by default only `replace`).
@@ -110,6 +118,13 @@ pub struct PlannedStep {
     pub replace_reasons: Vec<String>,
     /// Properties that differ.
     pub diff_reasons: Vec<String>,
+    /// `detailedDiff` property paths with their kind (`taskSpec.containerSpec.image (update)`),
+    /// sorted; names only, never values.
+    #[serde(default)]
+    pub changed_properties: Vec<String>,
+    /// SHA-256 of the step's old and new inputs (canonical JSON): the values, never shown.
+    #[serde(default)]
+    pub inputs_hash: String,
 }
 
 /// A preview diagnostic, colour-free and redacted.
@@ -166,12 +181,80 @@ struct StepJson {
     diff_reasons: Vec<String>,
     #[serde(default)]
     replace_reasons: Vec<String>,
+    #[serde(default)]
+    detailed_diff: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
 struct StateJson {
     #[serde(rename = "type", default)]
     kind: String,
+    #[serde(default)]
+    inputs: serde_json::Value,
+}
+
+/// Canonical JSON: object keys sorted at every level, no whitespace.
+fn canonical(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String((*k).clone()).to_string());
+                out.push(':');
+                canonical(&m[*k], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn inputs_hash(old: Option<&StateJson>, new: Option<&StateJson>) -> String {
+    let mut h = Sha256::new();
+    h.update(b"sprocket-ops step inputs v1\0");
+    for st in [old, new] {
+        let mut text = String::new();
+        canonical(
+            st.map(|s| &s.inputs).unwrap_or(&serde_json::Value::Null),
+            &mut text,
+        );
+        h.update(text.as_bytes());
+        h.update(b"\0");
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn changed_properties(d: Option<&BTreeMap<String, serde_json::Value>>) -> Vec<String> {
+    let mut props: Vec<String> = d
+        .into_iter()
+        .flatten()
+        .map(|(path, diff)| {
+            let kind = diff["kind"]
+                .as_str()
+                .or_else(|| diff["diffKind"].as_str())
+                .unwrap_or("update");
+            let path: String = path.chars().filter(|c| !c.is_control()).take(200).collect();
+            format!("{path} ({kind})")
+        })
+        .collect();
+    props.sort();
+    props.dedup();
+    props
 }
 
 #[derive(Deserialize)]
@@ -220,6 +303,8 @@ impl PreviewSummary {
             diff_reasons.dedup();
             let step = PlannedStep {
                 kind,
+                changed_properties: changed_properties(s.detailed_diff.as_ref()),
+                inputs_hash: inputs_hash(s.old_state.as_ref(), s.new_state.as_ref()),
                 op: s.op,
                 name: urn_name(&s.urn).to_string(),
                 urn: s.urn,
@@ -235,6 +320,14 @@ impl PreviewSummary {
                     existing.replace_reasons.extend(step.replace_reasons);
                     existing.replace_reasons.sort();
                     existing.replace_reasons.dedup();
+                    existing.changed_properties.extend(step.changed_properties);
+                    existing.changed_properties.sort();
+                    existing.changed_properties.dedup();
+                    let mut h = Sha256::new();
+                    h.update(existing.inputs_hash.as_bytes());
+                    h.update(step.inputs_hash.as_bytes());
+                    existing.inputs_hash =
+                        h.finalize().iter().map(|b| format!("{b:02x}")).collect();
                 }
                 Some(_) => {}
                 None => {
@@ -320,26 +413,98 @@ impl PreviewSummary {
     }
 
     /// A stable digest of what would run: the sorted (operation, URN, replace and diff
-    /// reasons) of the changing steps. Same plan, same digest, whatever the step order or the
-    /// diagnostics.
+    /// reasons, changed properties, hash of the input values) of the changing steps. Same
+    /// plan, same digest, whatever the step order or the diagnostics; another value, another
+    /// digest.
     pub fn digest(&self) -> String {
         let mut lines: BTreeSet<String> = BTreeSet::new();
         for s in &self.steps {
             lines.insert(format!(
-                "{:?}\u{0}{}\u{0}{}\u{0}{}",
+                "{:?}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
                 s.kind,
                 s.urn,
                 s.replace_reasons.join(","),
-                s.diff_reasons.join(",")
+                s.diff_reasons.join(","),
+                s.changed_properties.join(","),
+                s.inputs_hash
             ));
         }
         let mut h = Sha256::new();
-        h.update(b"sprocket-ops pulumi preview v1\0");
+        h.update(b"sprocket-ops pulumi preview v2\0");
         for l in &lines {
             h.update(l.as_bytes());
             h.update(b"\n");
         }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// One line per changing resource, for approvers: `update web (docker:index/service:Service):
+    /// taskSpec.containerSpec.image (update)`. Property names only, never values.
+    pub fn change_lines(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .map(|s| {
+                let props = if s.changed_properties.is_empty() {
+                    let mut r: Vec<String> = s.diff_reasons.clone();
+                    r.extend(s.replace_reasons.iter().map(|x| format!("{x} (replace)")));
+                    r.join(", ")
+                } else {
+                    s.changed_properties.join(", ")
+                };
+                if props.is_empty() {
+                    format!("{} {} ({})", s.op, s.name, s.resource_type)
+                } else {
+                    format!("{} {} ({}): {props}", s.op, s.name, s.resource_type)
+                }
+            })
+            .collect()
+    }
+
+    /// The whole preview as a text document for approvers (attached to the request): every
+    /// step with its URN, changed properties and input hash, the counts and the (redacted)
+    /// diagnostics. No property value is in it.
+    pub fn document(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!("Pulumi preview: {}\n", self.totals().describe()));
+        if self.maybe_corrupt {
+            out.push_str("WARNING: the CLI reported the preview may be corrupt\n");
+        }
+        out.push_str("\nBy resource type:\n");
+        for line in self.describe() {
+            out.push_str(&format!("  {line}\n"));
+        }
+        out.push_str("\nSteps:\n");
+        for s in &self.steps {
+            out.push_str(&format!("- {} {} ({})\n", s.op, s.name, s.resource_type));
+            out.push_str(&format!("    urn: {}\n", s.urn));
+            if !s.replace_reasons.is_empty() {
+                out.push_str(&format!(
+                    "    replace reasons: {}\n",
+                    s.replace_reasons.join(", ")
+                ));
+            }
+            if !s.diff_reasons.is_empty() {
+                out.push_str(&format!(
+                    "    diff reasons: {}\n",
+                    s.diff_reasons.join(", ")
+                ));
+            }
+            for p in &s.changed_properties {
+                out.push_str(&format!("    changed: {p}\n"));
+            }
+            out.push_str(&format!(
+                "    input values: sha256 {} (values are not shown)\n",
+                &s.inputs_hash[..s.inputs_hash.len().min(16)]
+            ));
+        }
+        if !self.diagnostics.is_empty() {
+            out.push_str("\nDiagnostics:\n");
+            for d in &self.diagnostics {
+                out.push_str(&format!("  {}: {}\n", d.severity, d.message));
+            }
+        }
+        out.push_str(&format!("\nPreview digest: {}\n", self.digest()));
+        out
     }
 
     /// One line per resource type, for people: `docker:index/service:Service: 2 to update`.
@@ -469,5 +634,51 @@ mod tests {
         assert_eq!(empty.totals().describe(), "no changes");
         assert!(PreviewSummary::parse("error: no stack", &Redactor::default()).is_err());
         assert!(PreviewSummary::parse("{\"steps\": [", &Redactor::default()).is_err());
+    }
+
+    /// The attack: a value changes between the request and the execution, the operation and
+    /// the reasons stay the same (replicas 2 -> 50, image tag v2 -> a rogue one). The old digest
+    /// covered names only, so the approval of one value applied another.
+    #[test]
+    fn approval_digest_covers_property_values_not_only_names() {
+        let doc = |image: &str, replicas: u64, token: &str| {
+            format!(
+                r#"{{"steps":[{{"op":"update","urn":"urn:pulumi:prod::platform::docker:index/service:Service::web",
+                "oldState":{{"type":"docker:index/service:Service","inputs":{{"taskSpec":{{"containerSpec":{{"image":"web:v1"}}}},"mode":{{"replicated":{{"replicas":1}}}}}}}},
+                "newState":{{"type":"docker:index/service:Service","inputs":{{"mode":{{"replicated":{{"replicas":{replicas}}}}},"taskSpec":{{"containerSpec":{{"image":"{image}","env":["TOKEN={token}"]}}}}}}}},
+                "diffReasons":["taskSpec","mode"],
+                "detailedDiff":{{"taskSpec.containerSpec.image":{{"kind":"update","inputDiff":true}},"mode.replicated.replicas":{{"kind":"update","inputDiff":true}}}}}}],
+                "changeSummary":{{"update":1}}}}"#
+            )
+        };
+        let r = Redactor::default();
+        let approved = PreviewSummary::parse(&doc("web:v2", 2, "tok-aaaa-1111"), &r).unwrap();
+        let same = PreviewSummary::parse(&doc("web:v2", 2, "tok-aaaa-1111"), &r).unwrap();
+        assert_eq!(approved.digest(), same.digest(), "same values, same digest");
+        for other in [
+            doc("web:v2", 50, "tok-aaaa-1111"),
+            doc("evil.example/web:v2", 2, "tok-aaaa-1111"),
+            doc("web:v2", 2, "tok-bbbb-2222"),
+        ] {
+            let p = PreviewSummary::parse(&other, &r).unwrap();
+            assert_eq!(p.steps[0].diff_reasons, approved.steps[0].diff_reasons);
+            assert_ne!(
+                p.digest(),
+                approved.digest(),
+                "another value voids: {other}"
+            );
+        }
+        assert_eq!(
+            approved.change_lines(),
+            ["update web (docker:index/service:Service): mode.replicated.replicas (update), taskSpec.containerSpec.image (update)"]
+        );
+        let text = format!("{}{:?}", approved.document(), approved.change_lines());
+        assert!(
+            text.contains("changed: taskSpec.containerSpec.image (update)"),
+            "{text}"
+        );
+        for value in ["tok-aaaa-1111", "web:v2", "web:v1"] {
+            assert!(!text.contains(value), "{value} shown raw: {text}");
+        }
     }
 }

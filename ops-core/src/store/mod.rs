@@ -84,11 +84,13 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Expires every overdue pending request and returns those it expired.
     async fn expire_approvals(&self, now_ms: i64) -> Result<Vec<ApprovalRequest>, StoreError>;
-    /// Marks requests left `executing` (a crash) as failed and returns them.
+    /// Marks requests a crash left `executing` (result `executing`) or `approved` (result
+    /// `approved`) as failed and returns them.
     async fn fail_interrupted_approvals(
         &self,
         now_ms: i64,
-        result: &str,
+        executing: &str,
+        approved: &str,
     ) -> Result<Vec<ApprovalRequest>, StoreError>;
 
     /// Takes the lock of `lock.layer` in one conditional statement: inserted when the layer is

@@ -50,7 +50,7 @@ where
     })
 }
 
-const APPROVAL_COLUMNS: &str = "id, action, params, digest, summary, requester_github_id, requester_login, requester_discord_id, rule, state, created_at_ms, expires_at_ms, channel_id, message_id, result";
+const APPROVAL_COLUMNS: &str = "id, action, params, digest, summary, requester_github_id, requester_login, requester_discord_id, rule, state, created_at_ms, expires_at_ms, channel_id, message_id, result, bound, changes, attachment";
 
 fn approval_from_row<R: Row>(row: &R) -> Result<ApprovalRequest, sqlx::Error>
 where
@@ -91,6 +91,17 @@ where
         channel_id: id_col("channel_id")?,
         message_id: id_col("message_id")?,
         result: row.try_get("result")?,
+        bound: row
+            .try_get::<Option<String>, _>("bound")?
+            .map(|b| serde_json::from_str(&b).map_err(|e| decode("bound", e.to_string())))
+            .transpose()?
+            .unwrap_or(serde_json::Value::Null),
+        changes: row
+            .try_get::<Option<String>, _>("changes")?
+            .map(|c| serde_json::from_str(&c).map_err(|e| decode("changes", e.to_string())))
+            .transpose()?
+            .unwrap_or_default(),
+        attachment: row.try_get("attachment")?,
     })
 }
 
@@ -257,8 +268,8 @@ macro_rules! sql_store {
             async fn create_approval(&self, r: &ApprovalRequest) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO approvals (id, action, params, digest, summary, requester_github_id, requester_login, \
-                     requester_discord_id, rule, state, created_at_ms, expires_at_ms, updated_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11)",
+                     requester_discord_id, rule, state, created_at_ms, expires_at_ms, updated_at_ms, bound, changes, attachment) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11, $13, $14, $15)",
                 )
                 .bind(&r.id)
                 .bind(&r.action)
@@ -272,6 +283,9 @@ macro_rules! sql_store {
                 .bind(r.state.as_str())
                 .bind(r.created_at_ms)
                 .bind(r.expires_at_ms)
+                .bind(r.bound.to_string())
+                .bind(serde_json::to_string(&r.changes).unwrap_or_default())
+                .bind(r.attachment.as_deref())
                 .execute(&self.pool)
                 .await
                 .map_err(query_err)?;
@@ -384,13 +398,15 @@ macro_rules! sql_store {
                 rows.iter().map(|r| approval_from_row(r).map_err(query_err)).collect()
             }
 
-            async fn fail_interrupted_approvals(&self, now_ms: i64, result: &str) -> Result<Vec<ApprovalRequest>, StoreError> {
+            async fn fail_interrupted_approvals(&self, now_ms: i64, executing: &str, approved: &str) -> Result<Vec<ApprovalRequest>, StoreError> {
                 let rows = sqlx::query(&format!(
-                    "UPDATE approvals SET state = 'failed', updated_at_ms = $1, result = $2 \
-                     WHERE state = 'executing' RETURNING {APPROVAL_COLUMNS}"
+                    "UPDATE approvals SET state = 'failed', updated_at_ms = $1, \
+                     result = CASE WHEN state = 'approved' THEN $3 ELSE $2 END \
+                     WHERE state IN ('executing', 'approved') RETURNING {APPROVAL_COLUMNS}"
                 ))
                 .bind(now_ms)
-                .bind(result)
+                .bind(executing)
+                .bind(approved)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(query_err)?;

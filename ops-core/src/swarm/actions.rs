@@ -2,19 +2,23 @@
 //! [`ServiceRollback`], both with parameters `{"service": "<name>"}`.
 //!
 //! `digest()` hashes what would run: the service id, its current version index, image and
-//! replica count (and, for a rollback, the image it would return to). Any change between the
-//! request and the execution (a deploy, a scale by someone else) changes the digest, so the
-//! approval is void. `execute()` reads the service again and changes it with the version it
-//! just read, so a change racing the execution is refused by the engine
-//! ([`SwarmError::Conflict`]); its result is a safe one-line summary.
+//! replica count (and, for a rollback, the image it would return to). `bind()` (at the
+//! request) also pins the service id and spec version it read (`bound`) and lists the spec
+//! diff approvers see (image, replicas, env keys with values masked, mounts, resources).
+//! An approved execution ([`ActionExecutor::execute_bound`]) changes exactly that service at
+//! exactly that version: Docker refuses a stale version, so any change made after the request,
+//! even one racing the execution, voids the approval ([`ExecFailure::Void`], nothing applied)
+//! instead of being applied. `execute()` (the CLI's break-glass path, without a binding) reads
+//! the service and changes it with the version it just read. Results are safe one-line
+//! summaries.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{display_image, ServiceDetail, SwarmApi, SwarmError};
-use crate::approvals::ActionExecutor;
+use super::{display_image, spec_diff, ServiceDetail, SpecView, SwarmApi, SwarmError};
+use crate::approvals::{ActionExecutor, Binding, ExecFailure};
 use crate::ops::new_error_id;
 use crate::redact::Redactor;
 use crate::OpsError;
@@ -65,6 +69,63 @@ fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
     }
 }
 
+/// The service id and spec version an approval pinned.
+fn bound_version(bound: &serde_json::Value) -> Option<(&str, u64)> {
+    Some((
+        bound.get("service_id")?.as_str()?,
+        bound.get("version")?.as_u64()?,
+    ))
+}
+
+/// Reads the service with its spec facts; an adapter without them (a test fake) gives the
+/// detail alone, so approvers see the summary only.
+async fn read(
+    swarm: &dyn SwarmApi,
+    name: &str,
+) -> Result<(ServiceDetail, Option<SpecView>), SwarmError> {
+    match swarm.inspect_spec(name).await {
+        Ok(view) => Ok((view.detail.clone(), Some(view))),
+        Err(SwarmError::Unsupported { .. }) => Ok((swarm.inspect(name).await?, None)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pin of `d`, and the header line approvers see.
+fn pin(d: &ServiceDetail) -> (serde_json::Value, String) {
+    (
+        serde_json::json!({ "service_id": d.id, "version": d.version }),
+        format!(
+            "service `{}` (id {}), spec version {}: executes only on exactly this version",
+            d.name,
+            d.id.chars().take(12).collect::<String>(),
+            d.version
+        ),
+    )
+}
+
+/// An approved change the engine refused, as the request's end: a stale version or a
+/// service gone or recreated under the same name voids it (nothing applied).
+fn bound_failure(
+    redactor: &Redactor,
+    action: &str,
+    name: &str,
+    version: u64,
+    e: SwarmError,
+) -> ExecFailure {
+    match e {
+        SwarmError::Conflict { .. } => {
+            tracing::warn!(action, service = name, version, detail = %redactor.redact(e.detail()), "approved change refused: the service changed since the request");
+            ExecFailure::Void(format!(
+                "`{name}` changed since the request (the approval was for spec version {version}): nothing was applied; look at it again and ask for a new approval"
+            ))
+        }
+        SwarmError::NotFound { .. } => ExecFailure::Void(format!(
+            "`{name}` was removed or recreated since the request: nothing was applied"
+        )),
+        e => ExecFailure::Failed(ops_error(redactor, action, e)),
+    }
+}
+
 /// `scale_to_zero`: scales a replicated service to 0 replicas.
 pub struct ScaleToZero {
     swarm: Arc<dyn SwarmApi>,
@@ -96,6 +157,49 @@ impl ActionExecutor for ScaleToZero {
             .await
             .map_err(|e| ops_error(&self.redactor, "scale_to_zero", e))?;
         Ok(service_digest("scale_to_zero", &d, ""))
+    }
+
+    async fn bind(&self, params: &serde_json::Value) -> Result<Binding, OpsError> {
+        let name = service_param(params)?;
+        let (d, _) = read(self.swarm.as_ref(), name)
+            .await
+            .map_err(|e| ops_error(&self.redactor, "scale_to_zero", e))?;
+        let (bound, header) = pin(&d);
+        let replicas = d
+            .replicas
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "global".into());
+        Ok(Binding {
+            digest: service_digest("scale_to_zero", &d, ""),
+            bound,
+            changes: vec![header, format!("replicas: {replicas} → 0")],
+            attachment: None,
+        })
+    }
+
+    async fn execute_bound(
+        &self,
+        params: &serde_json::Value,
+        bound: &serde_json::Value,
+        _approvers: &[String],
+    ) -> Result<String, ExecFailure> {
+        let name = service_param(params)?;
+        let Some((id, version)) = bound_version(bound) else {
+            return Ok(self.execute(params).await?);
+        };
+        let started = self
+            .swarm
+            .scale(id, 0, Some(version))
+            .await
+            .map_err(|e| bound_failure(&self.redactor, "scale_to_zero", name, version, e))?;
+        Ok(format!(
+            "scaling `{}` from {} to 0 replicas",
+            started.name,
+            started
+                .replicas_before
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "?".into())
+        ))
     }
 
     async fn execute(&self, params: &serde_json::Value) -> Result<String, OpsError> {
@@ -154,6 +258,70 @@ impl ActionExecutor for ServiceRollback {
             d.previous_replicas
         );
         Ok(service_digest("service_rollback", &d, &previous))
+    }
+
+    async fn bind(&self, params: &serde_json::Value) -> Result<Binding, OpsError> {
+        let name = service_param(params)?;
+        let (d, view) = read(self.swarm.as_ref(), name)
+            .await
+            .map_err(|e| ops_error(&self.redactor, "service_rollback", e))?;
+        let (bound, header) = pin(&d);
+        let mut changes = vec![header];
+        match view
+            .as_ref()
+            .and_then(|v| v.previous.as_ref().map(|p| (&v.current, p)))
+        {
+            Some((current, previous)) => {
+                let diff = spec_diff(current, previous);
+                if diff.is_empty() {
+                    changes
+                        .push("no difference in image, replicas, env, mounts or resources".into());
+                }
+                changes.extend(diff);
+            }
+            None => changes.push(format!(
+                "image: {} → {}",
+                display_image(&d.image),
+                d.previous_image
+                    .as_deref()
+                    .map(display_image)
+                    .unwrap_or("(no previous spec)")
+            )),
+        }
+        let previous = format!(
+            "{}\0{:?}",
+            d.previous_image.as_deref().unwrap_or(""),
+            d.previous_replicas
+        );
+        Ok(Binding {
+            digest: service_digest("service_rollback", &d, &previous),
+            bound,
+            changes,
+            attachment: None,
+        })
+    }
+
+    async fn execute_bound(
+        &self,
+        params: &serde_json::Value,
+        bound: &serde_json::Value,
+        _approvers: &[String],
+    ) -> Result<String, ExecFailure> {
+        let name = service_param(params)?;
+        let Some((id, version)) = bound_version(bound) else {
+            return Ok(self.execute(params).await?);
+        };
+        let started = self
+            .swarm
+            .rollback(id, Some(version))
+            .await
+            .map_err(|e| bound_failure(&self.redactor, "service_rollback", name, version, e))?;
+        Ok(format!(
+            "rolling `{}` back from {} to {}",
+            started.name,
+            display_image(&started.image_before),
+            display_image(&started.image_after)
+        ))
     }
 
     async fn execute(&self, params: &serde_json::Value) -> Result<String, OpsError> {

@@ -27,7 +27,8 @@ use super::imageref::ImageTarget;
 use super::rollout::{self, Observation, ObservedTask, RolloutPoll};
 use super::{
     rawapi, valid_service_name, LogLine, LogLines, LogQuery, LogStream, NodeInfo, RolloutStream,
-    ServiceDetail, ServiceInfo, SwarmApi, SwarmError, SwarmSnapshot, TaskInfo, UpdateStarted,
+    ServiceDetail, ServiceInfo, SpecFacts, SpecView, SwarmApi, SwarmError, SwarmSnapshot, TaskInfo,
+    UpdateStarted,
 };
 
 /// The real Swarm, through the Docker Engine API.
@@ -146,6 +147,10 @@ impl DockerSwarm {
             .as_object_mut()
             .and_then(|o| o.remove("PreviousSpec"))
             .filter(|p| !p.is_null());
+        let facts = (
+            SpecFacts::from_spec_json(&value["Spec"]),
+            previous.as_ref().map(SpecFacts::from_spec_json),
+        );
         let service: Service = serde_json::from_value(value).map_err(|e| SwarmError::Api {
             detail: format!("GET {path}: unparsable service: {e}"),
         })?;
@@ -170,7 +175,11 @@ impl DockerSwarm {
         self.learn_spec(service.spec.as_ref());
         self.learn_spec(previous.as_ref());
         let detail = service_detail(&service, previous.as_ref());
-        Ok(Fetched { service, detail })
+        Ok(Fetched {
+            service,
+            detail,
+            facts,
+        })
     }
 
     /// Reads the service, lets `edit` change its spec, and sends it with the version read (or
@@ -183,7 +192,9 @@ impl DockerSwarm {
         edit: impl FnOnce(&ServiceDetail, &mut ServiceSpec) -> Result<(), SwarmError> + Send,
     ) -> Result<UpdateStarted, SwarmError> {
         let docker = self.client().await?;
-        let Fetched { service, detail } = self.fetch(&docker, name).await?;
+        let Fetched {
+            service, detail, ..
+        } = self.fetch(&docker, name).await?;
         let mut spec = service.spec.clone().unwrap_or_default();
         edit(&detail, &mut spec)?;
         let version = expected_version.unwrap_or(detail.version);
@@ -227,6 +238,8 @@ impl DockerSwarm {
 struct Fetched {
     service: Service,
     detail: ServiceDetail,
+    /// The facts of its spec and previous spec.
+    facts: (SpecFacts, Option<SpecFacts>),
 }
 
 fn connect(host: &str, timeout: u64) -> Result<Docker, SwarmError> {
@@ -328,6 +341,20 @@ impl SwarmApi for DockerSwarm {
         let result = async {
             let docker = self.client().await?;
             Ok(self.fetch(&docker, name).await?.detail)
+        }
+        .await;
+        self.settle(result).await
+    }
+
+    async fn inspect_spec(&self, name: &str) -> Result<SpecView, SwarmError> {
+        let result = async {
+            let docker = self.client().await?;
+            let f = self.fetch(&docker, name).await?;
+            Ok(SpecView {
+                detail: f.detail,
+                current: f.facts.0,
+                previous: f.facts.1,
+            })
         }
         .await;
         self.settle(result).await

@@ -13,6 +13,7 @@ pub mod imageref;
 pub mod logs;
 mod rawapi;
 pub mod rollout;
+pub mod spec;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ use futures::stream::BoxStream;
 pub use imageref::{ImageRefError, ImageTarget};
 pub use logs::{collect_logs, CollectedLogs, LogLine, LogQuery, LogStream};
 pub use rollout::{RolloutOutcome, RolloutPoll, RolloutProgress};
+pub use spec::{spec_diff, SpecFacts, SpecView};
 
 /// A Swarm service, reduced to what operations need.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -186,6 +188,12 @@ pub trait SwarmApi: Send + Sync {
     /// One service by exact name (or full id). Unknown: [`SwarmError::NotFound`].
     async fn inspect(&self, _name: &str) -> Result<ServiceDetail, SwarmError> {
         Err(SwarmError::unsupported("inspect"))
+    }
+
+    /// As [`SwarmApi::inspect`], with the facts of the current and previous spec (what
+    /// approvers are shown of a change), from the same read.
+    async fn inspect_spec(&self, _name: &str) -> Result<SpecView, SwarmError> {
+        Err(SwarmError::unsupported("inspect_spec"))
     }
 
     /// Sets the image of one service. `image` is a bare tag (`v2` or `:v2`: the current
