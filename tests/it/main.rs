@@ -13,6 +13,7 @@ mod discord_e2e;
 mod fake_discord_selftest;
 mod github;
 mod image;
+mod protect_e2e;
 mod pulumi;
 mod reliability;
 mod store;
