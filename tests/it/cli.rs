@@ -269,11 +269,21 @@ async fn cli_bump_restart_and_scale_of_a_layer_1_service_need_break_glass() {
     let after = swarm.inspect(svc.name()).await.unwrap();
     assert_eq!(spec_image(&after), spec_image(&before), "not bumped");
     assert_eq!(force_update(&after), force_update(&before), "not restarted");
-    assert_eq!(swarm.replicas(svc.name()).await.unwrap(), Some(1), "not scaled");
+    assert_eq!(
+        swarm.replicas(svc.name()).await.unwrap(),
+        Some(1),
+        "not scaled"
+    );
 
     let out = run(
         &cfg,
-        &["bump", svc.name(), "v2", "--break-glass", "discord is down, incident 12"],
+        &[
+            "bump",
+            svc.name(),
+            "v2",
+            "--break-glass",
+            "discord is down, incident 12",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     let after = swarm.inspect(svc.name()).await.unwrap();
@@ -304,7 +314,9 @@ async fn cli_never_changes_sprocket_ops_own_services_without_break_glass() {
         )
         .await;
     let proxy = swarm
-        .create_service(TestService::new("ops-proxy-cli", "main").label("sprocket.layer", "platform"))
+        .create_service(
+            TestService::new("ops-proxy-cli", "main").label("sprocket.layer", "platform"),
+        )
         .await;
     for s in [&bot_svc, &proxy] {
         swarm
@@ -344,12 +356,20 @@ async fn cli_never_changes_sprocket_ops_own_services_without_break_glass() {
     }
     let out = run(
         &cfg,
-        &["restart", proxy.name(), "--break-glass", "proxy wedged, incident 13"],
+        &[
+            "restart",
+            proxy.name(),
+            "--break-glass",
+            "proxy wedged, incident 13",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     let commands = audit_commands(&cfg);
     assert!(
-        commands.contains(&("break_glass.protected_restart".to_string(), "ok".to_string())),
+        commands.contains(&(
+            "break_glass.protected_restart".to_string(),
+            "ok".to_string()
+        )),
         "{commands:?}"
     );
     assert!(
@@ -364,19 +384,27 @@ async fn cli_never_changes_sprocket_ops_own_services_without_break_glass() {
 async fn cli_refuses_a_full_image_reference_outside_the_allow_list_and_a_bad_glob() {
     let swarm = TestSwarm::connect().await;
     let svc = swarm
-        .create_service(TestService::new("prod-cli-img", "main").label("sprocket.layer", "platform"))
+        .create_service(
+            TestService::new("prod-cli-img", "main").label("sprocket.layer", "platform"),
+        )
         .await;
     swarm
         .wait_converged(svc.name(), Duration::from_secs(60))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let bad = config(dir.path(), "\n[images]\nallowed = [\"ghcr.io/Sprocket/*:v2\"]\n");
+    let bad = config(
+        dir.path(),
+        "\n[images]\nallowed = [\"ghcr.io/Sprocket/*:v2\"]\n",
+    );
     let out = run(&bad, &["check-config"]);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     assert!(text(&out).contains("images.allowed[0]"), "{}", text(&out));
 
-    let cfg = config(dir.path(), "\n[images]\nallowed = [\"ghcr.io/sprocketbot/*\"]\n");
+    let cfg = config(
+        dir.path(),
+        "\n[images]\nallowed = [\"ghcr.io/sprocketbot/*\"]\n",
+    );
     let before = spec_image(&swarm.inspect(svc.name()).await.unwrap());
     let out = run(&cfg, &["bump", svc.name(), "evil.example.com/miner:latest"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -387,9 +415,18 @@ async fn cli_refuses_a_full_image_reference_outside_the_allow_list_and_a_bad_glo
     );
     let out = run(
         &cfg,
-        &["bump", svc.name(), "evil.example.com/miner:latest", "--break-glass", "break glass does not widen the allow-list"],
+        &[
+            "bump",
+            svc.name(),
+            "evil.example.com/miner:latest",
+            "--break-glass",
+            "break glass does not widen the allow-list",
+        ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert_eq!(spec_image(&swarm.inspect(svc.name()).await.unwrap()), before);
+    assert_eq!(
+        spec_image(&swarm.inspect(svc.name()).await.unwrap()),
+        before
+    );
     assert!(audit_commands(&cfg).contains(&("bump".to_string(), "denied".to_string())));
 }

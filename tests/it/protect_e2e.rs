@@ -170,7 +170,11 @@ async fn one_operator_restarting_vault_gets_an_approval_request_and_nothing_rest
         "{}",
         r.text()
     );
-    assert_eq!(force_update(&swarm, svc.name()).await, before, "not restarted");
+    assert_eq!(
+        force_update(&swarm, svc.name()).await,
+        before,
+        "not restarted"
+    );
     let msg = approval_message(&bot, svc.name()).await;
     assert!(msg.text().contains("restart"), "{}", msg.text());
     let done = approve(&bot, &ada, &msg).await;
@@ -220,8 +224,8 @@ async fn an_operator_cannot_approve_another_operators_rollback_of_a_layer_1_serv
     let swarm = TestSwarm::connect().await;
     let svc = service_in(&swarm, TestService::new("vault-rb", "main"), "layer_1").await;
     // A previous spec to return to, made behind the bot's back.
-    let engine = ops_core::swarm::docker::DockerSwarm::new("unix:///var/run/docker.sock", 10)
-        .unwrap();
+    let engine =
+        ops_core::swarm::docker::DockerSwarm::new("unix:///var/run/docker.sock", 10).unwrap();
     let started = ops_core::swarm::SwarmApi::bump(&engine, svc.name(), "v2", None)
         .await
         .unwrap();
@@ -268,12 +272,22 @@ async fn assert_every_change_is_refused(bot: &TestBot, swarm: &TestSwarm, name: 
     let _second = bot.person("adam", &["admin"]).await;
     let image = spec_image(swarm, name).await;
     let force = force_update(swarm, name).await;
-    let rollback = json!([{ "name": "service", "type": 1, "options": [{ "name": "name", "value": name }] }]);
+    let rollback =
+        json!([{ "name": "service", "type": 1, "options": [{ "name": "name", "value": name }] }]);
     for (command, options) in [
-        ("bump", json!([svc_opt(name), { "name": "tag", "value": "v2" }])),
+        (
+            "bump",
+            json!([svc_opt(name), { "name": "tag", "value": "v2" }]),
+        ),
         ("restart", json!([svc_opt(name)])),
-        ("scale", json!([svc_opt(name), { "name": "replicas", "value": 2 }])),
-        ("scale", json!([svc_opt(name), { "name": "replicas", "value": 0 }])),
+        (
+            "scale",
+            json!([svc_opt(name), { "name": "replicas", "value": 2 }]),
+        ),
+        (
+            "scale",
+            json!([svc_opt(name), { "name": "replicas", "value": 0 }]),
+        ),
         ("rollback", rollback.clone()),
     ] {
         let r = bot
@@ -378,7 +392,9 @@ async fn a_bump_to_a_full_image_reference_outside_the_allow_list_is_refused_befo
         .audit_rows()
         .await
         .into_iter()
-        .filter(|r| r.entry.command == "bump" && r.entry.outcome == ops_core::audit::Outcome::Denied)
+        .filter(|r| {
+            r.entry.command == "bump" && r.entry.outcome == ops_core::audit::Outcome::Denied
+        })
         .count();
     assert_eq!(denied, 2, "both refusals are audited");
     // A tag stays in the service's repository and runs as before.
@@ -390,7 +406,9 @@ async fn a_bump_to_a_full_image_reference_outside_the_allow_list_is_refused_befo
             json!([svc_opt(svc.name()), { "name": "tag", "value": "v2" }]),
         )
         .await
-        .wait_final(ROLLOUT, |r| r.text().contains("completed") || r.text().contains("failed"))
+        .wait_final(ROLLOUT, |r| {
+            r.text().contains("completed") || r.text().contains("failed")
+        })
         .await
         .unwrap();
     assert!(r.text().contains("completed"), "{}", r.text());
@@ -462,7 +480,11 @@ async fn logs_answer_only_the_caller_unless_public_true() {
         .wait_final(T, |r| r.text().contains("logs:"))
         .await
         .unwrap();
-    assert!(r.ephemeral, "logs are for the caller by default: {}", r.text());
+    assert!(
+        r.ephemeral,
+        "logs are for the caller by default: {}",
+        r.text()
+    );
     let r = bot
         .discord
         .invoke(
@@ -484,7 +506,9 @@ async fn logs_answer_only_the_caller_unless_public_true() {
             json!([svc_opt(svc.name()), { "name": "follow", "value": true }]),
         )
         .await
-        .wait_final(Duration::from_secs(30), |r| r.text().contains("stopped after"))
+        .wait_final(Duration::from_secs(30), |r| {
+            r.text().contains("stopped after")
+        })
         .await
         .unwrap();
     assert!(r.ephemeral, "{}", r.text());

@@ -20,7 +20,7 @@ use crate::redact::Redactor;
 use crate::OpsError;
 
 /// The `service` parameter, checked.
-fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
+pub(super) fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
     match params.get("service").and_then(|v| v.as_str()) {
         Some(s) if super::valid_service_name(s) => Ok(s),
         _ => Err(OpsError {
@@ -31,7 +31,7 @@ fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
 }
 
 /// A stable digest of the service as it is now, plus `extra` (what the action adds).
-fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
+pub(super) fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
     let mut h = Sha256::new();
     for part in [
         "sprocket-ops swarm action v1",
@@ -51,7 +51,7 @@ fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
 }
 
 /// The error for people (the summary) with the detail logged, redacted, under its id.
-fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
+pub(super) fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
     let error_id = new_error_id();
     tracing::error!(
         error_id = %error_id,
