@@ -97,7 +97,7 @@ async fn follow_and_report(
 /// How a change requested in Discord goes on, as ops-core routed it.
 enum Routed {
     /// It runs now, on this service (the resolved name).
-    Now(ops_core::swarm::ServiceDetail),
+    Now(Box<ops_core::swarm::ServiceDetail>),
     /// An approval request was made (or the refusal shown): nothing more to do.
     Handled,
 }
@@ -126,7 +126,7 @@ async fn route(
         }
     };
     let refusal = match routed {
-        Ok(Route::Direct(d)) => return Ok(Routed::Now(d)),
+        Ok(Route::Direct(d)) => return Ok(Routed::Now(Box::new(d))),
         Ok(Route::Approval(plan)) => {
             let who = who.ok_or_else(|| UserError("link your GitHub account first".into()))?;
             ctx.defer().await?;
@@ -448,7 +448,7 @@ const PRIVATE_FOLLOW_MAX: Duration = Duration::from_secs(14 * 60);
 /// Where `/logs follow:true` shows the newest lines.
 enum Live<'a> {
     /// A message in a thread made from the public answer.
-    Thread(serenity::Message),
+    Thread(Box<serenity::Message>),
     /// The private answer itself, under its header.
     Reply {
         handle: poise::ReplyHandle<'a>,
@@ -514,7 +514,9 @@ async fn follow_logs(
                 serenity::CreateThread::new(render::clip(&format!("logs {service}"), 100)),
             )
             .await?;
-        Live::Thread(thread.id.say(ctx.http(), "(waiting for lines)").await?)
+        Live::Thread(Box::new(
+            thread.id.say(ctx.http(), "(waiting for lines)").await?,
+        ))
     } else {
         let header = format!(
             "Following **{service}** logs for {} s, for you only (secrets redacted; `public:true` streams into a thread).",
