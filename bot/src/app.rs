@@ -11,9 +11,13 @@ use ops_core::identity::Identity;
 use ops_core::layers::LayerMap;
 use ops_core::limits::RateLimits;
 use ops_core::permissions::Permissions;
+use ops_core::protect::{
+    Protection, PROTECTED_BUMP, PROTECTED_RESTART, PROTECTED_ROLLBACK, PROTECTED_SCALE,
+};
 use ops_core::secret::Secret;
 use ops_core::swarm::actions::{ScaleToZero, ServiceRollback};
 use ops_core::swarm::docker::DockerSwarm;
+use ops_core::swarm::protected::{ProtectedBump, ProtectedRestart, ProtectedScale};
 use ops_core::Ops;
 
 use crate::exit::Exit;
@@ -204,6 +208,29 @@ pub async fn build_ops(
         "service_rollback",
         Arc::new(ServiceRollback::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
     );
+    // Changes to the services of `always_requires_approval` layers (and, by break-glass, to
+    // sprocket-ops' own services).
+    let protection = Arc::new(Protection::from_config(cfg));
+    approvals.register(
+        PROTECTED_BUMP,
+        Arc::new(
+            ProtectedBump::new(Arc::clone(&swarm))
+                .with_redactor(Arc::clone(&redactor))
+                .with_images(Arc::new(protection.images.clone())),
+        ),
+    );
+    approvals.register(
+        PROTECTED_SCALE,
+        Arc::new(ProtectedScale::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
+    );
+    approvals.register(
+        PROTECTED_RESTART,
+        Arc::new(ProtectedRestart::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
+    );
+    approvals.register(
+        PROTECTED_ROLLBACK,
+        Arc::new(ServiceRollback::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
+    );
     Ok(Arc::new(Ops {
         swarm,
         store,
@@ -215,6 +242,7 @@ pub async fn build_ops(
         deployer,
         alert_store: backend.alerts(),
         metrics,
+        protection,
         limits: Arc::new(RateLimits::new(
             cfg.limits.commands_per_minute,
             cfg.limits.destructive_per_hour,

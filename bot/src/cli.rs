@@ -20,6 +20,9 @@ use ops_core::{Ops, OpsError};
 
 use crate::app::{build_ops, load_config, Purpose, Secrets};
 use crate::exit::Exit;
+use ops_core::services::ServiceChange;
+
+mod services;
 
 /// sprocket-ops: operate the Sprocket platform (Swarm, Pulumi layers, Vault) from Discord or here.
 #[derive(Debug, Parser)]
@@ -62,14 +65,20 @@ pub enum Command {
         #[arg(long)]
         layer: Option<String>,
     },
-    /// Set one service's image tag (or full reference) and follow the rollout.
+    /// Set one service's image tag (or full reference) and follow the rollout. A full
+    /// reference must name a repository of `[images] allowed`. A service of a layer that always
+    /// needs approval, or one of sprocket-ops' own services, needs --break-glass (audited).
     Bump {
         service: String,
         /// A tag (v2) or a full image reference.
         tag: String,
+        /// Act without a Discord approval, stating why (only when Discord is unavailable).
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
-    /// Set a service's replica count. Scaling to 0 needs a second engineer: request it in
-    /// Discord, or pass --break-glass when Discord is down (audited).
+    /// Set a service's replica count. Scaling to 0 (or any scale of a service of a layer that
+    /// always needs approval) needs a second engineer: request it in Discord, or pass
+    /// --break-glass when Discord is down (audited).
     Scale {
         service: String,
         replicas: u64,
@@ -77,8 +86,14 @@ pub enum Command {
         #[arg(long, value_name = "REASON")]
         break_glass: Option<String>,
     },
-    /// Force a rolling restart of a service.
-    Restart { service: String },
+    /// Force a rolling restart of a service (of a layer that always needs approval, or of
+    /// sprocket-ops' own services: --break-glass only).
+    Restart {
+        service: String,
+        /// Act without a Discord approval, stating why (only when Discord is unavailable).
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
+    },
     /// Roll a service back to its previous spec (needs --break-glass outside Discord).
     Rollback {
         service: String,
@@ -250,10 +265,14 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             };
             print_stdout(&out)
         }
-        Command::Bump { service, tag } => {
+        Command::Bump {
+            service,
+            tag,
+            break_glass,
+        } => {
             let ops = one_shot_ops(&cfg, perms).await?;
-            let params = serde_json::json!({ "service": service, "tag": tag });
-            change(&ops, "bump", params, || ops.bump(service, tag)).await
+            let what = ServiceChange::Bump(tag.clone());
+            services::run(&ops, service, &what, break_glass).await
         }
         Command::Scale {
             service,
@@ -261,27 +280,22 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             break_glass,
         } => {
             let ops = one_shot_ops(&cfg, perms).await?;
-            if *replicas == 0 {
-                let reason = break_glass_reason(break_glass, "scaling to 0")?;
-                let params = serde_json::json!({ "service": service, "break_glass": reason });
-                return break_glass_action(&ops, "scale_to_zero", params).await;
-            }
-            let params = serde_json::json!({ "service": service, "replicas": replicas });
-            change(&ops, "scale", params, || ops.scale(service, *replicas)).await
+            let what = ServiceChange::Scale(*replicas);
+            services::run(&ops, service, &what, break_glass).await
         }
-        Command::Restart { service } => {
+        Command::Restart {
+            service,
+            break_glass,
+        } => {
             let ops = one_shot_ops(&cfg, perms).await?;
-            let params = serde_json::json!({ "service": service });
-            change(&ops, "restart", params, || ops.restart(service)).await
+            services::run(&ops, service, &ServiceChange::Restart, break_glass).await
         }
         Command::Rollback {
             service,
             break_glass,
         } => {
             let ops = one_shot_ops(&cfg, perms).await?;
-            let reason = break_glass_reason(break_glass, "a rollback")?;
-            let params = serde_json::json!({ "service": service, "break_glass": reason });
-            break_glass_action(&ops, "service_rollback", params).await
+            services::run(&ops, service, &ServiceChange::Rollback, break_glass).await
         }
         Command::Logs {
             service,

@@ -116,7 +116,7 @@ async fn allow(
 
 /// Discord wants an answer within 3 s: a role check that takes longer than this (a cold cache
 /// and a slow GitHub) defers the interaction first, then finishes.
-const ACK_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+pub(crate) const ACK_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// As [`allow`]; `private` defers ephemerally when the check is slow (commands whose answer is
 /// for the caller only).

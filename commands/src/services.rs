@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use ops_core::ops::Access;
+use ops_core::services::{ChangeError, Route, ServiceChange};
 use std::collections::VecDeque;
 
 use ops_core::swarm::logs::{LogQuery, LogStream};
@@ -93,7 +94,67 @@ async fn follow_and_report(
     }
 }
 
+/// How a change requested in Discord goes on, as ops-core routed it.
+enum Routed {
+    /// It runs now, on this service (the resolved name).
+    Now(Box<ops_core::swarm::ServiceDetail>),
+    /// An approval request was made (or the refusal shown): nothing more to do.
+    Handled,
+}
+
+/// Routes `change` of `service` through ops-core ([`ops_core::Ops::route_change`]) within
+/// the acknowledgement budget (so a refusal is the ephemeral first answer), then: an
+/// approval request is made and announced; a refusal is audited as denied and shown to the
+/// caller only; a change that may run now is returned. `begun`: when the command started.
+async fn route(
+    ctx: Context<'_>,
+    who: Option<&ops_core::identity::Principal>,
+    service: &str,
+    change: &ServiceChange,
+    begun: Instant,
+) -> Result<Routed, Error> {
+    let ops = ctx.data().ops.clone();
+    let started = Instant::now();
+    let routing = ops.route_change(service, change);
+    tokio::pin!(routing);
+    let budget = crate::ACK_BUDGET.saturating_sub(begun.elapsed());
+    let routed = match tokio::time::timeout(budget, &mut routing).await {
+        Ok(r) => r,
+        Err(_) => {
+            ctx.defer().await?;
+            routing.await
+        }
+    };
+    let refusal = match routed {
+        Ok(Route::Direct(d)) => return Ok(Routed::Now(Box::new(d))),
+        Ok(Route::Approval(plan)) => {
+            let who = who.ok_or_else(|| UserError("link your GitHub account first".into()))?;
+            ctx.defer().await?;
+            let summary = format!("{} (requested by {})", plan.summary, who.person.login);
+            request_approval(ctx, who, &plan.action, plan.params, &summary).await?;
+            return Ok(Routed::Handled);
+        }
+        Ok(Route::BreakGlassOnly { reason, .. }) => reason,
+        Err(ChangeError::Refused(reason)) => reason,
+        Err(ChangeError::Failed(e)) => return Err(e.into()),
+    };
+    ops.record(
+        &actor(ctx),
+        change.command(),
+        &serde_json::json!({ "service": service }),
+        ops_core::audit::Outcome::Denied,
+        Some(refusal.clone()),
+        None,
+        started,
+    )
+    .await;
+    Err(UserError(refusal).into())
+}
+
 /// Set one service's image tag (or a full reference) and follow the rollout.
+///
+/// A full reference must name a repository of `[images] allowed`; a service of a layer that
+/// always needs approval gets an approval request instead.
 #[poise::command(slash_command, guild_only)]
 pub async fn bump(
     ctx: Context<'_>,
@@ -102,11 +163,17 @@ pub async fn bump(
     service: String,
     #[description = "A tag (v2) or a full image reference"] tag: String,
 ) -> Result<(), Error> {
+    let begun = Instant::now();
     ops_core::swarm::imageref::ImageTarget::parse(&tag)
         .map_err(|e| UserError(format!("Invalid image: {e}")))?;
-    allow(ctx, "bump", Access::Change).await?;
+    let who = allow(ctx, "bump", Access::Change).await?;
+    let change = ServiceChange::Bump(tag.clone());
+    let Routed::Now(d) = route(ctx, who.as_ref(), &service, &change, begun).await? else {
+        return Ok(());
+    };
     ctx.defer().await?;
     let ops = ctx.data().ops.clone();
+    let service = d.name.clone();
     let params = serde_json::json!({ "service": service, "tag": tag });
     ops.audited(&actor(ctx), "bump", params, || async {
         let started = ops.bump(&service, &tag).await?;
@@ -133,22 +200,20 @@ pub async fn scale(
     #[max = 100]
     replicas: u32,
 ) -> Result<(), Error> {
+    let begun = Instant::now();
     let ops = ctx.data().ops.clone();
-    if replicas == 0 {
-        let who = allow(ctx, "scale", Access::Destructive)
-            .await?
-            .ok_or_else(|| UserError("link your GitHub account first".into()))?;
-        ctx.defer().await?;
-        ops.service(&service).await?;
-        let summary = format!(
-            "scale `{service}` to 0 replicas (requested by {})",
-            who.person.login
-        );
-        let params = serde_json::json!({ "service": service });
-        return request_approval(ctx, &who, "scale_to_zero", params, &summary).await;
-    }
-    allow(ctx, "scale", Access::Change).await?;
+    let access = if replicas == 0 {
+        Access::Destructive
+    } else {
+        Access::Change
+    };
+    let who = allow(ctx, "scale", access).await?;
+    let change = ServiceChange::Scale(u64::from(replicas));
+    let Routed::Now(d) = route(ctx, who.as_ref(), &service, &change, begun).await? else {
+        return Ok(());
+    };
     ctx.defer().await?;
+    let service = d.name.clone();
     let params = serde_json::json!({ "service": service, "replicas": replicas });
     ops.audited(&actor(ctx), "scale", params, || async {
         let started = ops.scale(&service, u64::from(replicas)).await?;
@@ -168,9 +233,15 @@ pub async fn restart(
     #[autocomplete = "autocomplete_service"]
     service: String,
 ) -> Result<(), Error> {
-    allow(ctx, "restart", Access::Change).await?;
+    let begun = Instant::now();
+    let who = allow(ctx, "restart", Access::Change).await?;
+    let Routed::Now(d) = route(ctx, who.as_ref(), &service, &ServiceChange::Restart, begun).await?
+    else {
+        return Ok(());
+    };
     ctx.defer().await?;
     let ops = ctx.data().ops.clone();
+    let service = d.name.clone();
     ops.audited(
         &actor(ctx),
         "restart",
@@ -205,28 +276,19 @@ pub async fn rollback_service(
     #[autocomplete = "autocomplete_service"]
     name: String,
 ) -> Result<(), Error> {
+    let begun = Instant::now();
     let who = allow(ctx, "rollback", Access::Destructive)
         .await?
         .ok_or_else(|| UserError("link your GitHub account first".into()))?;
-    ctx.defer().await?;
-    let d = ctx.data().ops.service(&name).await?;
-    let Some(previous) = d.previous_image.clone() else {
-        return Err(UserError(format!("`{name}` has no previous spec to roll back to")).into());
-    };
-    let summary = format!(
-        "roll back `{name}` from `{}` to `{}` (requested by {})",
-        ops_core::swarm::display_image(&d.image),
-        ops_core::swarm::display_image(&previous),
-        who.person.login
-    );
-    request_approval(
-        ctx,
-        &who,
-        "service_rollback",
-        serde_json::json!({ "service": name }),
-        &summary,
-    )
-    .await
+    match route(ctx, Some(&who), &name, &ServiceChange::Rollback, begun).await? {
+        Routed::Handled => Ok(()),
+        // ops-core routes every rollback to an approval; running one directly would be a bug.
+        Routed::Now(d) => Err(UserError(format!(
+            "refused: a rollback of `{}` needs an approval, and none was requested",
+            d.name
+        ))
+        .into()),
+    }
 }
 
 pub(crate) async fn request_approval(
@@ -280,7 +342,10 @@ fn as_ops_error(ops: &ops_core::Ops, e: Error) -> ops_core::OpsError {
     }
 }
 
-/// Show a service's recent logs, secrets redacted (stdout and stderr apart).
+/// Show a service's recent logs, secrets redacted (stdout and stderr apart), to you only.
+///
+/// `public:true` posts them in the channel instead (and `follow:true` then streams into a
+/// thread; without it, the private answer itself is edited with the newest lines).
 #[poise::command(slash_command, guild_only)]
 pub async fn logs(
     ctx: Context<'_>,
@@ -292,18 +357,23 @@ pub async fn logs(
     #[max = 100000]
     tail: Option<u32>,
     #[description = "Only lines containing this text"] grep: Option<String>,
-    #[description = "Keep streaming new lines into a thread for a few minutes"] follow: Option<
-        bool,
-    >,
+    #[description = "Keep streaming new lines for a few minutes"] follow: Option<bool>,
+    #[description = "Post in the channel for everyone (default: only you see the logs)"]
+    public: Option<bool>,
 ) -> Result<(), Error> {
+    let public = public == Some(true);
     let since_secs = match &since {
         Some(s) => Some((ops_core::ops::now_ms() - parse_age(s).map_err(UserError)?) / 1000),
         None => None,
     };
-    allow(ctx, "logs", Access::Read).await?;
-    ctx.defer().await?;
+    crate::allow_with(ctx, "logs", Access::Read, !public).await?;
+    if public {
+        ctx.defer().await?;
+    } else {
+        ctx.defer_ephemeral().await?;
+    }
     if follow == Some(true) {
-        return follow_logs(ctx, &service, since_secs, grep).await;
+        return follow_logs(ctx, &service, since_secs, grep, public).await;
     }
     let limit = match ctx {
         poise::Context::Application(a) => a.interaction.attachment_size_limit as usize,
@@ -318,8 +388,7 @@ pub async fn logs(
         timestamps: false,
     };
     let ops = ctx.data().ops.clone();
-    let params =
-        serde_json::json!({ "service": service, "since": since, "tail": tail, "grep": grep });
+    let params = serde_json::json!({ "service": service, "since": since, "tail": tail, "grep": grep, "public": public });
     let logs = ops
         .audited(&actor(ctx), "logs", params, || async {
             ops.logs(&service, query, grep.as_deref(), max_bytes).await
@@ -340,7 +409,7 @@ pub async fn logs(
         },
     );
     let inline = 1900usize.saturating_sub(header.len() + 40);
-    let mut reply = CreateReply::default();
+    let mut reply = CreateReply::default().ephemeral(!public);
     if logs.stdout.len() + logs.stderr.len() <= inline {
         let mut text = header;
         for (name, body) in [("stdout", &logs.stdout), ("stderr", &logs.stderr)] {
@@ -372,6 +441,41 @@ pub async fn logs(
 
 /// Lines kept for the live message: the newest that fit one Discord message.
 const FOLLOW_WINDOW: usize = 1800;
+/// A private `/logs follow:true` stops after this long at most: it edits the answer through
+/// the interaction token, which Discord honours for 15 minutes.
+const PRIVATE_FOLLOW_MAX: Duration = Duration::from_secs(14 * 60);
+
+/// Where `/logs follow:true` shows the newest lines.
+enum Live<'a> {
+    /// A message in a thread made from the public answer.
+    Thread(Box<serenity::Message>),
+    /// The private answer itself, under its header.
+    Reply {
+        handle: poise::ReplyHandle<'a>,
+        header: String,
+    },
+}
+
+impl Live<'_> {
+    async fn show(&mut self, ctx: Context<'_>, text: &str) -> Result<(), Error> {
+        match self {
+            Live::Thread(m) => {
+                m.edit(
+                    ctx.http(),
+                    serenity::EditMessage::new().content(render::clip(text, 1990)),
+                )
+                .await?
+            }
+            Live::Reply { handle, header } => {
+                let text = render::clip(&format!("{header}\n{text}"), 1990);
+                handle
+                    .edit(ctx, CreateReply::default().content(text).ephemeral(true))
+                    .await?
+            }
+        }
+        Ok(())
+    }
+}
 
 /// `/logs follow:true`: one message in a thread, edited at most every 2 s with the newest
 /// redacted lines, until the configured time is up. Memory stays bounded: only the window of
@@ -381,28 +485,52 @@ async fn follow_logs(
     service: &str,
     since: Option<i64>,
     grep: Option<String>,
+    public: bool,
 ) -> Result<(), Error> {
     let ops = ctx.data().ops.clone();
     ops.service(service).await?;
-    let limit = ctx.data().logs_follow;
-    let params = serde_json::json!({ "service": service, "follow": true, "grep": grep });
+    // A private answer is edited through the interaction token, which lasts 15 minutes.
+    let limit = if public {
+        ctx.data().logs_follow
+    } else {
+        ctx.data().logs_follow.min(PRIVATE_FOLLOW_MAX)
+    };
+    let params =
+        serde_json::json!({ "service": service, "follow": true, "grep": grep, "public": public });
     let started = Instant::now();
-    let handle = ctx
-        .send(CreateReply::default().content(format!(
-            "Following **{service}** logs for {} s in the thread below (secrets redacted).",
+    let mut live = if public {
+        let handle = ctx
+            .send(CreateReply::default().content(format!(
+                "Following **{service}** logs for {} s in the thread below (secrets redacted).",
+                limit.as_secs()
+            )))
+            .await?;
+        let anchor = handle.message().await?;
+        let thread = anchor
+            .channel_id
+            .create_thread_from_message(
+                ctx.http(),
+                anchor.id,
+                serenity::CreateThread::new(render::clip(&format!("logs {service}"), 100)),
+            )
+            .await?;
+        Live::Thread(Box::new(
+            thread.id.say(ctx.http(), "(waiting for lines)").await?,
+        ))
+    } else {
+        let header = format!(
+            "Following **{service}** logs for {} s, for you only (secrets redacted; `public:true` streams into a thread).",
             limit.as_secs()
-        )))
-        .await?;
-    let anchor = handle.message().await?;
-    let thread = anchor
-        .channel_id
-        .create_thread_from_message(
-            ctx.http(),
-            anchor.id,
-            serenity::CreateThread::new(render::clip(&format!("logs {service}"), 100)),
-        )
-        .await?;
-    let mut live = thread.id.say(ctx.http(), "(waiting for lines)").await?;
+        );
+        let handle = ctx
+            .send(
+                CreateReply::default()
+                    .content(format!("{header}\n(waiting for lines)"))
+                    .ephemeral(true),
+            )
+            .await?;
+        Live::Reply { handle, header }
+    };
     let query = LogQuery {
         since,
         tail: Some(20),
@@ -458,11 +586,7 @@ async fn follow_logs(
         }
         if dirty && last_edit.elapsed() >= EDIT_INTERVAL {
             let body = window.iter().cloned().collect::<Vec<_>>().join("\n");
-            live.edit(
-                ctx.http(),
-                serenity::EditMessage::new().content(format!("```\n{body}\n```")),
-            )
-            .await?;
+            live.show(ctx, &format!("```\n{body}\n```")).await?;
             last_edit = Instant::now();
             dirty = false;
         }
@@ -475,11 +599,7 @@ async fn follow_logs(
         "```\n{body}\n```\nstopped after {} s ({seen} line(s))",
         started.elapsed().as_secs()
     );
-    live.edit(
-        ctx.http(),
-        serenity::EditMessage::new().content(render::clip(&last, 1990)),
-    )
-    .await?;
+    live.show(ctx, &last).await?;
     ops.record(
         &actor(ctx),
         "logs",

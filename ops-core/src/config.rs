@@ -56,6 +56,12 @@ pub struct Config {
     /// Health alerts (Swarm events, probes) posted to channels; off without this section.
     #[serde(default)]
     pub alerts: Option<crate::alerts::config::AlertsConfig>,
+    /// `[images]`: the repositories a full image reference may name (globs; empty: tags only).
+    #[serde(default)]
+    pub images: crate::protect::ImagesConfig,
+    /// `[self_services]`: sprocket-ops' own services, changed by break-glass only.
+    #[serde(default)]
+    pub self_services: crate::protect::SelfServicesConfig,
 }
 
 /// How layer deploys run the Pulumi CLI (argv only, never a shell).
@@ -563,6 +569,8 @@ impl Config {
         if let Some(a) = &self.alerts {
             a.validate()?;
         }
+        self.images.validate()?;
+        self.self_services.validate()?;
         for (key, v) in [
             (
                 "limits.commands_per_minute",

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod permissions;
+pub mod protect;
 pub mod pulumi;
 pub mod redact;
 pub mod secret;

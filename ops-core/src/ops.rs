@@ -36,6 +36,8 @@ pub struct Ops {
     pub alert_store: Arc<dyn crate::alerts::store::AlertStore>,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Which services change only by approval or break-glass, and which images are allowed.
+    pub protection: Arc<crate::protect::Protection>,
 }
 
 /// What a command is about to do, which decides how fresh the identity check must be.

@@ -45,6 +45,11 @@ pub const ACTIONS: &[&str] = &[
     "layer_1_deploy",
     "layer_rollback",
     "unlock",
+    // Changes to a service of a layer with `always_requires_approval` (crate::protect).
+    "protected_bump",
+    "protected_restart",
+    "protected_scale",
+    "protected_rollback",
 ];
 
 /// The parsed, validated policy.

@@ -17,6 +17,7 @@ mod fake_discord_selftest;
 mod github;
 mod image;
 mod leaks;
+mod protect_e2e;
 mod pulumi;
 mod reliability;
 mod store;

@@ -679,7 +679,7 @@ async fn logs_follow_streams_redacted_lines_into_a_thread_and_stops_by_itself() 
     let op = bot.person("olive", &["operator"]).await;
     let r = bot
         .discord
-        .invoke(&op, "logs", json!([{ "name": "service", "value": svc.name() }, { "name": "follow", "value": true }]))
+        .invoke(&op, "logs", json!([{ "name": "service", "value": svc.name() }, { "name": "follow", "value": true }, { "name": "public", "value": true }]))
         .await
         .wait_final(T, |r| r.text().contains("Following"))
         .await

@@ -130,6 +130,7 @@ token = {{ file = "{dir}/github-token" }}
 directory = "{dir}/layer_1"
 stack = "layer_1"
 services = ["traefik*", "vault*", "socket-proxy*"]
+always_requires_approval = true
 
 [layers.layer_2]
 directory = "{dir}/layer_2"

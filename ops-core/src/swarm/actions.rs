@@ -24,7 +24,7 @@ use crate::redact::Redactor;
 use crate::OpsError;
 
 /// The `service` parameter, checked.
-fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
+pub(super) fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
     match params.get("service").and_then(|v| v.as_str()) {
         Some(s) if super::valid_service_name(s) => Ok(s),
         _ => Err(OpsError {
@@ -35,7 +35,7 @@ fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
 }
 
 /// A stable digest of the service as it is now, plus `extra` (what the action adds).
-fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
+pub(super) fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
     let mut h = Sha256::new();
     for part in [
         "sprocket-ops swarm action v1",
@@ -55,7 +55,7 @@ fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
 }
 
 /// The error for people (the summary) with the detail logged, redacted, under its id.
-fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
+pub(super) fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
     let error_id = new_error_id();
     tracing::error!(
         error_id = %error_id,
@@ -70,7 +70,7 @@ fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
 }
 
 /// The service id and spec version an approval pinned.
-fn bound_version(bound: &serde_json::Value) -> Option<(&str, u64)> {
+pub(super) fn bound_version(bound: &serde_json::Value) -> Option<(&str, u64)> {
     Some((
         bound.get("service_id")?.as_str()?,
         bound.get("version")?.as_u64()?,
@@ -79,7 +79,7 @@ fn bound_version(bound: &serde_json::Value) -> Option<(&str, u64)> {
 
 /// Reads the service with its spec facts; an adapter without them (a test fake) gives the
 /// detail alone, so approvers see the summary only.
-async fn read(
+pub(super) async fn read(
     swarm: &dyn SwarmApi,
     name: &str,
 ) -> Result<(ServiceDetail, Option<SpecView>), SwarmError> {
@@ -91,7 +91,7 @@ async fn read(
 }
 
 /// The pin of `d`, and the header line approvers see.
-fn pin(d: &ServiceDetail) -> (serde_json::Value, String) {
+pub(super) fn pin(d: &ServiceDetail) -> (serde_json::Value, String) {
     (
         serde_json::json!({ "service_id": d.id, "version": d.version }),
         format!(
@@ -105,7 +105,7 @@ fn pin(d: &ServiceDetail) -> (serde_json::Value, String) {
 
 /// An approved change the engine refused, as the request's end: a stale version or a
 /// service gone or recreated under the same name voids it (nothing applied).
-fn bound_failure(
+pub(super) fn bound_failure(
     redactor: &Redactor,
     action: &str,
     name: &str,

@@ -3,7 +3,8 @@
 //!
 //! Operations (issue 4): inspect, bump an image ([`imageref`] parses the reference), follow a
 //! rollout ([`rollout`]), Swarm's own rollback, scale, forced restart, service logs with a
-//! bounded, redacting collector ([`logs`]), and the approval executors ([`actions`]). Every
+//! bounded, redacting collector ([`logs`]), and the approval executors ([`actions`], and
+//! [`protected`] for the services of protected layers). Every
 //! change is an optimistic update on the service's version index, so a concurrent change is a
 //! [`SwarmError::Conflict`], never a silent overwrite.
 
@@ -11,6 +12,7 @@ pub mod actions;
 pub mod docker;
 pub mod imageref;
 pub mod logs;
+pub mod protected;
 mod rawapi;
 pub mod rollout;
 pub mod spec;
