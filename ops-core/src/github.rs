@@ -196,6 +196,10 @@ pub trait GithubApi: Send + Sync {
         -> Result<Membership, GithubError>;
     /// `GET {api}/users/{login}`: the numeric id behind a login.
     async fn user_by_login(&self, login: &str) -> Result<GithubUser, GithubError>;
+    /// `GET {api}/user/{id}`: the current login of an account (logins can be renamed, and a
+    /// freed login claimed by another account; the numeric id never changes).
+    /// [`GithubError::NotFound`] when the account no longer exists.
+    async fn user_by_id(&self, id: u64) -> Result<GithubUser, GithubError>;
     /// `GET {api}/user` with the user's own token.
     async fn user_by_token(&self, user_token: &Secret) -> Result<GithubUser, GithubError>;
     /// `POST {oauth}/login/device/code`.
@@ -403,6 +407,27 @@ impl GithubApi for GithubClient {
         {
             Some(body) => parse_user(&body, "user by login"),
             None => Err(GithubError::NotFound(login.to_string())),
+        }
+    }
+
+    async fn user_by_id(&self, id: u64) -> Result<GithubUser, GithubError> {
+        // Public endpoint: the org token only raises the rate limit.
+        let path = format!("/user/{id}");
+        match self
+            .api_get(&path, self.org_token.as_ref(), "user by id")
+            .await?
+        {
+            Some(body) => {
+                let user = parse_user(&body, "user by id")?;
+                if user.id != id {
+                    tracing::warn!(target: "github", asked = id, answered = user.id, "GitHub answered another account");
+                    return Err(GithubError::Invalid(
+                        "GitHub answered for another account".into(),
+                    ));
+                }
+                Ok(user)
+            }
+            None => Err(GithubError::NotFound(format!("#{id}"))),
         }
     }
 
@@ -672,14 +697,25 @@ struct Cached {
 /// A clock in milliseconds since the epoch.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-/// Team membership answers, cached per (login, team) with the time they were obtained.
+/// The cached answers about one account: the login they were asked by, and per team.
+#[derive(Debug, Default)]
+struct PerAccount {
+    /// Lowercase login the answers were asked by; asking by another login starts afresh.
+    login: String,
+    /// Team key (lowercase `org/team`) -> answer.
+    teams: HashMap<String, Cached>,
+}
+
+/// Team membership answers, cached per (account id, team) with the time they were obtained.
+/// Keyed by the numeric id, never by the login: a login can be renamed and claimed by another
+/// account, whose answers must never be served for the first one (or the reverse).
 pub struct MembershipCache {
     api: Arc<dyn GithubApi>,
     ttl_ms: i64,
     max_stale_ms: i64,
     clock: Clock,
-    /// login (lowercase) -> team key (lowercase `org/team`) -> answer.
-    entries: Mutex<HashMap<String, HashMap<String, Cached>>>,
+    /// Account id -> answers.
+    entries: Mutex<HashMap<u64, PerAccount>>,
 }
 
 impl fmt::Debug for MembershipCache {
@@ -723,16 +759,19 @@ impl MembershipCache {
         &self.api
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Cached>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, PerAccount>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Which of `teams` `login` is an active member of. Teams with a cached answer younger than
-    /// the ttl are not asked again; the others are asked concurrently, one call per team. If a
-    /// call fails: with [`Freshness::MustBeFresh`] the whole answer is an error (fail closed);
-    /// with [`Freshness::MayBeStale`] a cached answer up to `max_stale` old stands in, else error.
+    /// Which of `teams` the account `account` (whose login is `login`: GitHub's membership API
+    /// is by login) is an active member of. Answers are cached by the account id, and only
+    /// serve the same login. Teams with a cached answer younger than the ttl are not asked
+    /// again; the others are asked concurrently, one call per team. If a call fails: with
+    /// [`Freshness::MustBeFresh`] the whole answer is an error (fail closed); with
+    /// [`Freshness::MayBeStale`] a cached answer up to `max_stale` old stands in, else error.
     pub async fn teams_of(
         &self,
+        account: u64,
         login: &str,
         teams: &[TeamRef],
         freshness: Freshness,
@@ -743,10 +782,10 @@ impl MembershipCache {
         let wanted: BTreeMap<String, &TeamRef> = teams.iter().map(|t| (t.key(), t)).collect();
         let cached: BTreeMap<&str, Cached> = {
             let entries = self.lock();
-            let per_login = entries.get(&login_key);
+            let per_account = entries.get(&account).filter(|a| a.login == login_key);
             wanted
                 .keys()
-                .filter_map(|k| Some((k.as_str(), *per_login?.get(k)?)))
+                .filter_map(|k| Some((k.as_str(), *per_account?.teams.get(k)?)))
                 .collect()
         };
         let is_fresh = |c: &Cached| (0..self.ttl_ms).contains(&(now - c.at_ms));
@@ -800,14 +839,20 @@ impl MembershipCache {
             let mut entries = self.lock();
             if entries.len() > CACHE_PRUNE_THRESHOLD {
                 let max = self.max_stale_ms;
-                entries.retain(|_, teams| {
-                    teams.retain(|_, c| now - c.at_ms <= max);
-                    !teams.is_empty()
+                entries.retain(|_, a| {
+                    a.teams.retain(|_, c| now - c.at_ms <= max);
+                    !a.teams.is_empty()
                 });
             }
-            let per_login = entries.entry(login_key).or_default();
+            let per_account = entries.entry(account).or_default();
+            if per_account.login != login_key {
+                *per_account = PerAccount {
+                    login: login_key,
+                    teams: HashMap::new(),
+                };
+            }
             for (k, c) in &fetched {
-                per_login.insert(k.to_string(), *c);
+                per_account.teams.insert(k.to_string(), *c);
             }
         }
         if let Some(e) = first_error {
@@ -830,9 +875,9 @@ impl MembershipCache {
         Ok(answer)
     }
 
-    /// Forgets every answer about `login` (after a link change or a role change).
-    pub fn invalidate(&self, login: &str) {
-        self.lock().remove(&login.to_ascii_lowercase());
+    /// Forgets every answer about the account `account` (after a link change or a role change).
+    pub fn invalidate(&self, account: u64) {
+        self.lock().remove(&account);
     }
 }
 
@@ -949,6 +994,9 @@ mod tests {
         async fn user_by_login(&self, login: &str) -> Result<GithubUser, GithubError> {
             panic!("unexpected user_by_login({login})")
         }
+        async fn user_by_id(&self, id: u64) -> Result<GithubUser, GithubError> {
+            panic!("unexpected user_by_id({id})")
+        }
         async fn user_by_token(&self, user_token: &Secret) -> Result<GithubUser, GithubError> {
             let (expected, user) = self
                 .token_user
@@ -1038,7 +1086,7 @@ mod tests {
         let teams = [team("acme/ops"), team("acme/admins"), team("acme/viewers")];
         let a = f
             .cache
-            .teams_of("alice", &teams, Freshness::MustBeFresh)
+            .teams_of(1, "alice", &teams, Freshness::MustBeFresh)
             .await
             .unwrap();
         assert_eq!(a.active, BTreeSet::from(["acme/ops".to_string()]));
@@ -1051,10 +1099,38 @@ mod tests {
         f.advance_secs(59);
         let b = f
             .cache
-            .teams_of("ALICE", &teams, Freshness::MustBeFresh)
+            .teams_of(1, "ALICE", &teams, Freshness::MustBeFresh)
             .await
             .unwrap();
         assert_eq!(b, a);
+        assert_eq!(f.api.calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn answers_are_per_account_never_for_another_account_with_the_same_login() {
+        let f = fixture();
+        f.api.set("acme/ops", "alice", Ok(Membership::Active));
+        let teams = [team("acme/ops")];
+        f.cache
+            .teams_of(1, "alice", &teams, Freshness::MustBeFresh)
+            .await
+            .unwrap();
+        // Account 9 took the login "alice" (account 1 was renamed): asked anew.
+        f.api.set("acme/ops", "alice", Ok(Membership::None));
+        let a = f
+            .cache
+            .teams_of(9, "alice", &teams, Freshness::MustBeFresh)
+            .await
+            .unwrap();
+        assert!(a.active.is_empty());
+        // Account 1 under its new login is asked anew too.
+        f.api.set("acme/ops", "alice2", Ok(Membership::Active));
+        let b = f
+            .cache
+            .teams_of(1, "alice2", &teams, Freshness::MayBeStale)
+            .await
+            .unwrap();
+        assert!(b.active.contains("acme/ops"));
         assert_eq!(f.api.calls(), 3);
     }
 
@@ -1065,14 +1141,14 @@ mod tests {
         let teams = [team("acme/ops")];
         let a = f
             .cache
-            .teams_of("bob", &teams, Freshness::MustBeFresh)
+            .teams_of(2, "bob", &teams, Freshness::MustBeFresh)
             .await;
         assert!(a.unwrap().active.contains("acme/ops"));
         f.advance_secs(60);
         f.api.set("acme/ops", "bob", Ok(Membership::None));
         let b = f
             .cache
-            .teams_of("bob", &teams, Freshness::MustBeFresh)
+            .teams_of(2, "bob", &teams, Freshness::MustBeFresh)
             .await
             .unwrap();
         assert!(b.active.is_empty());
@@ -1086,14 +1162,14 @@ mod tests {
         f.api.set("acme/ops", "bob", Ok(Membership::Active));
         let teams = [team("acme/ops")];
         f.cache
-            .teams_of("bob", &teams, Freshness::MustBeFresh)
+            .teams_of(2, "bob", &teams, Freshness::MustBeFresh)
             .await
             .unwrap();
-        f.cache.invalidate("Bob");
+        f.cache.invalidate(2);
         f.api.set("acme/ops", "bob", Ok(Membership::Pending));
         let b = f
             .cache
-            .teams_of("bob", &teams, Freshness::MayBeStale)
+            .teams_of(2, "bob", &teams, Freshness::MayBeStale)
             .await
             .unwrap();
         assert!(b.active.is_empty());
@@ -1106,14 +1182,14 @@ mod tests {
         f.api.set("acme/ops", "carol", Ok(Membership::Active));
         let teams = [team("acme/ops")];
         f.cache
-            .teams_of("carol", &teams, Freshness::MustBeFresh)
+            .teams_of(3, "carol", &teams, Freshness::MustBeFresh)
             .await
             .unwrap();
         f.advance_secs(61);
         f.api.set("acme/ops", "carol", down());
         let e = f
             .cache
-            .teams_of("carol", &teams, Freshness::MustBeFresh)
+            .teams_of(3, "carol", &teams, Freshness::MustBeFresh)
             .await
             .unwrap_err();
         assert_eq!(e, GithubError::Unreachable("HTTP 502".into()));
@@ -1124,7 +1200,7 @@ mod tests {
         );
         let e = f
             .cache
-            .teams_of("carol", &teams, Freshness::MustBeFresh)
+            .teams_of(3, "carol", &teams, Freshness::MustBeFresh)
             .await
             .unwrap_err();
         assert!(matches!(e, GithubError::RateLimited { .. }));
@@ -1138,7 +1214,7 @@ mod tests {
         let teams = [team("acme/ops"), team("acme/admins")];
         assert!(f
             .cache
-            .teams_of("carol", &teams, Freshness::MustBeFresh)
+            .teams_of(3, "carol", &teams, Freshness::MustBeFresh)
             .await
             .is_err());
         // The answer that did arrive is cached: only the failed team is asked again.
@@ -1146,7 +1222,7 @@ mod tests {
         f.api.set("acme/admins", "carol", Ok(Membership::None));
         let a = f
             .cache
-            .teams_of("carol", &teams, Freshness::MustBeFresh)
+            .teams_of(3, "carol", &teams, Freshness::MustBeFresh)
             .await
             .unwrap();
         assert_eq!(a.active, BTreeSet::from(["acme/ops".to_string()]));
@@ -1159,14 +1235,14 @@ mod tests {
         f.api.set("acme/ops", "dave", Ok(Membership::Active));
         let teams = [team("acme/ops")];
         f.cache
-            .teams_of("dave", &teams, Freshness::MayBeStale)
+            .teams_of(4, "dave", &teams, Freshness::MayBeStale)
             .await
             .unwrap();
         f.api.set("acme/ops", "dave", down());
         f.advance_secs(600);
         let a = f
             .cache
-            .teams_of("dave", &teams, Freshness::MayBeStale)
+            .teams_of(4, "dave", &teams, Freshness::MayBeStale)
             .await
             .unwrap();
         assert!(a.stale);
@@ -1175,7 +1251,7 @@ mod tests {
         f.advance_secs(1);
         let e = f
             .cache
-            .teams_of("dave", &teams, Freshness::MayBeStale)
+            .teams_of(4, "dave", &teams, Freshness::MayBeStale)
             .await
             .unwrap_err();
         assert!(matches!(e, GithubError::Unreachable(_)));
@@ -1183,7 +1259,7 @@ mod tests {
         f.api.set("acme/ops", "erin", down());
         assert!(f
             .cache
-            .teams_of("erin", &teams, Freshness::MayBeStale)
+            .teams_of(5, "erin", &teams, Freshness::MayBeStale)
             .await
             .is_err());
     }
@@ -1193,7 +1269,7 @@ mod tests {
         let f = fixture();
         let a = f
             .cache
-            .teams_of("alice", &[], Freshness::MustBeFresh)
+            .teams_of(1, "alice", &[], Freshness::MustBeFresh)
             .await
             .unwrap();
         assert!(a.active.is_empty() && !a.stale);

@@ -12,6 +12,7 @@ mod deploy_e2e;
 mod discord_e2e;
 mod fake_discord_selftest;
 mod github;
+mod identity_abuse;
 mod image;
 mod pulumi;
 mod reliability;
