@@ -138,12 +138,11 @@ impl Identity {
     /// unreachable: resolved at first use instead).
     pub async fn resolve_static_links(&self) -> Vec<(String, Result<u64, IdentityError>)> {
         let logins: BTreeSet<String> = self.static_links.values().cloned().collect();
-        let mut out = Vec::new();
-        for login in logins {
+        futures::future::join_all(logins.into_iter().map(|login| async move {
             let r = self.static_user(&login).await.map(|u| u.id);
-            out.push((login, r));
-        }
-        out
+            (login, r)
+        }))
+        .await
     }
 
     pub fn permissions(&self) -> &Arc<Permissions> {
