@@ -148,10 +148,8 @@ pub async fn serve(
                         }
                         serenity::FullEvent::InteractionCreate {
                             interaction: serenity::Interaction::Modal(m),
-                        } => {
-                            if commands::gate_modal(ctx, data, m).await {
-                                commands::vault::handle_share_modal(ctx, data, m).await
-                            }
+                        } if commands::gate_modal(ctx, data, m).await => {
+                            commands::vault::handle_share_modal(ctx, data, m).await
                         }
                         _ => {}
                     }
