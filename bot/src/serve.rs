@@ -74,6 +74,16 @@ pub async fn serve(
         alerts: None,
         alerts_ended: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
+    // Static links are bound to numeric ids now, not at first use (a login renamed and
+    // claimed in between would bind to the new owner); each is re-checked at live checks.
+    for (login, r) in ops.identity.resolve_static_links().await {
+        match r {
+            Ok(id) => tracing::info!(%login, github_id = id, "static link resolved"),
+            Err(e) => {
+                tracing::warn!(%login, "static link not resolved at start-up (retried at first use): {e}")
+            }
+        }
+    }
     let inflight = Arc::clone(&data.inflight);
     let grace = std::time::Duration::from_secs(cfg.discord.shutdown_grace_secs);
     let failed_approvals = match ops.approvals.recover_interrupted().await {
@@ -121,9 +131,14 @@ pub async fn serve(
                 Box::pin(async move {
                     let (ctx, data) = (framework.serenity_context, framework.user_data);
                     match event {
+                        // Clicks and forms pass the allow-list and the Discord id's rate limit
+                        // first, as slash commands do.
                         serenity::FullEvent::InteractionCreate {
                             interaction: serenity::Interaction::Component(mci),
                         } => {
+                            if !commands::gate_component(ctx, data, mci).await {
+                                return Ok(());
+                            }
                             let handled = commands::vault::handle_share_click(ctx, data, mci).await
                                 || commands::deploy::handle_rollback_click(ctx, data, mci).await
                                 || commands::alerts::handle_silence_click(ctx, data, mci).await;
@@ -133,7 +148,9 @@ pub async fn serve(
                         }
                         serenity::FullEvent::InteractionCreate {
                             interaction: serenity::Interaction::Modal(m),
-                        } => commands::vault::handle_share_modal(ctx, data, m).await,
+                        } if commands::gate_modal(ctx, data, m).await => {
+                            commands::vault::handle_share_modal(ctx, data, m).await
+                        }
                         _ => {}
                     }
                     Ok(())

@@ -179,18 +179,108 @@ pub async fn refresh_message(http: &serenity::Http, data: &Data, id: &str) {
 }
 
 async fn reply_ephemeral(http: &serenity::Http, mci: &serenity::ComponentInteraction, text: &str) {
-    let res = mci
-        .create_response(
-            http,
-            serenity::CreateInteractionResponse::Message(
-                serenity::CreateInteractionResponseMessage::new()
-                    .content(render::clip(text, 1900))
-                    .ephemeral(true),
-            ),
-        )
-        .await;
-    if let Err(e) = res {
-        tracing::warn!("could not answer a button click: {e}");
+    let _ = Answer::new(mci).ephemeral(http, text, vec![]).await;
+}
+
+/// How a click is answered: at once, or, after a slow identity check deferred it (Discord
+/// wants an answer within 3 s), by follow-ups; either way refusals and confirmations stay
+/// ephemeral.
+struct Answer<'a> {
+    mci: &'a serenity::ComponentInteraction,
+    deferred: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> Answer<'a> {
+    fn new(mci: &'a serenity::ComponentInteraction) -> Answer<'a> {
+        Answer {
+            mci,
+            deferred: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn is_deferred(&self) -> bool {
+        self.deferred.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Acknowledges without changing the clicked message (type 6).
+    async fn defer(&self, http: &serenity::Http) {
+        match self
+            .mci
+            .create_response(http, serenity::CreateInteractionResponse::Acknowledge)
+            .await
+        {
+            Ok(()) => self
+                .deferred
+                .store(true, std::sync::atomic::Ordering::SeqCst),
+            Err(e) => tracing::warn!("could not defer a button click: {e}"),
+        }
+    }
+
+    /// An ephemeral message to the clicker (with `components`, if any).
+    async fn ephemeral(
+        &self,
+        http: &serenity::Http,
+        text: &str,
+        components: Vec<serenity::CreateActionRow>,
+    ) -> Result<(), serenity::Error> {
+        let text = render::clip(text, 1900);
+        let res = if self.is_deferred() {
+            self.mci
+                .create_followup(
+                    http,
+                    serenity::CreateInteractionResponseFollowup::new()
+                        .content(text)
+                        .components(components)
+                        .ephemeral(true),
+                )
+                .await
+                .map(|_| ())
+        } else {
+            self.mci
+                .create_response(
+                    http,
+                    serenity::CreateInteractionResponse::Message(
+                        serenity::CreateInteractionResponseMessage::new()
+                            .content(text)
+                            .components(components)
+                            .ephemeral(true),
+                    ),
+                )
+                .await
+        };
+        if let Err(e) = &res {
+            tracing::warn!("could not answer a button click: {e}");
+        }
+        res
+    }
+
+    /// Replaces the clicked message's text and removes its buttons.
+    async fn update(&self, http: &serenity::Http, text: &str) {
+        let res = if self.is_deferred() {
+            self.mci
+                .edit_response(
+                    http,
+                    serenity::EditInteractionResponse::new()
+                        .content(text)
+                        .components(vec![]),
+                )
+                .await
+                .map(|_| ())
+        } else {
+            self.mci
+                .create_response(
+                    http,
+                    serenity::CreateInteractionResponse::UpdateMessage(
+                        serenity::CreateInteractionResponseMessage::new()
+                            .content(text)
+                            .components(vec![]),
+                    ),
+                )
+                .await
+        };
+        if let Err(e) = res {
+            tracing::warn!("could not answer a button click: {e}");
+        }
     }
 }
 
@@ -233,7 +323,8 @@ pub async fn handle_component(
         ButtonKind::Deny => "approval.deny",
     };
     let params = serde_json::json!({ "request": id });
-    match click(ctx, data, mci, &id, kind).await {
+    let answer = Answer::new(mci);
+    match click(ctx, data, &answer, &id, kind).await {
         Ok(outcome) => {
             data.ops
                 .record(
@@ -259,27 +350,57 @@ pub async fn handle_component(
                     started,
                 )
                 .await;
-            reply_ephemeral(&ctx.http, mci, &format!("⛔ {refusal}")).await;
+            let _ = answer
+                .ephemeral(&ctx.http, &format!("⛔ {refusal}"), vec![])
+                .await;
         }
     }
+}
+
+/// What can be refused without knowing who clicked (no GitHub call): a decided or expired
+/// request, or a click by the Discord account that made the request.
+fn precheck(req: &ApprovalRequest, discord_id: u64) -> Result<(), Refusal> {
+    if req.state != ops_core::approvals::ApprovalState::Pending {
+        return Err(Refusal::AlreadyDecided(req.state.as_str()));
+    }
+    if req.expires_at_ms <= ops_core::ops::now_ms() {
+        return Err(Refusal::Expired);
+    }
+    if req.requester.discord_id == discord_id {
+        return Err(Refusal::OwnRequest);
+    }
+    Ok(())
 }
 
 /// Returns a short description of what happened, or the refusal to show.
 async fn click(
     ctx: &serenity::Context,
     data: &Data,
-    mci: &serenity::ComponentInteraction,
+    answer: &Answer<'_>,
     id: &str,
     kind: ButtonKind,
 ) -> Result<String, String> {
     let ops = &data.ops;
-    // The approver's roles are checked now, against GitHub, not when the request was made.
-    let clicker = ops
-        .identity
-        .resolve(mci.user.id.get(), Freshness::Live)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mci = answer.mci;
     let req = ops.approvals.get(id).await.map_err(|r| r.to_string())?;
+    precheck(&req, mci.user.id.get()).map_err(|r| r.to_string())?;
+    // The approver's roles are checked now, against GitHub, not when the request was made
+    // (a refusal is remembered briefly, so repeated clicks cost no GitHub calls).
+    let may_decide = |roles: &std::collections::BTreeSet<String>| {
+        req.rule.approver_roles.iter().any(|r| roles.contains(r))
+    };
+    let check = ops
+        .identity
+        .resolve_for(mci.user.id.get(), Freshness::Live, &may_decide);
+    tokio::pin!(check);
+    let clicker = match tokio::time::timeout(crate::ACK_BUDGET, &mut check).await {
+        Ok(r) => r,
+        Err(_) => {
+            answer.defer(&ctx.http).await;
+            check.await
+        }
+    }
+    .map_err(|e| e.to_string())?;
     match kind {
         ButtonKind::Approve => {
             ops.approvals
@@ -289,20 +410,14 @@ async fn click(
                 serenity::CreateButton::new(ops.approvals.custom_id(id, ButtonKind::Confirm))
                     .label("Yes, approve")
                     .style(serenity::ButtonStyle::Danger);
-            mci.create_response(
-                &ctx.http,
-                serenity::CreateInteractionResponse::Message(
-                    serenity::CreateInteractionResponseMessage::new()
-                        .content(render::clip(
-                            &data.ops.redactor.redact(&confirm_text(&req)),
-                            1900,
-                        ))
-                        .components(vec![serenity::CreateActionRow::Buttons(vec![confirm])])
-                        .ephemeral(true),
-                ),
-            )
-            .await
-            .map_err(|e| format!("could not answer: {e}"))?;
+            answer
+                .ephemeral(
+                    &ctx.http,
+                    &render::clip(&data.ops.redactor.redact(&confirm_text(&req)), 1900),
+                    vec![serenity::CreateActionRow::Buttons(vec![confirm])],
+                )
+                .await
+                .map_err(|e| format!("could not answer: {e}"))?;
             Ok("asked for confirmation".into())
         }
         ButtonKind::Deny => {
@@ -310,7 +425,7 @@ async fn click(
                 .decide(id, &clicker.person, &clicker.roles, Decision::Deny)
                 .await
                 .map_err(|r| r.to_string())?;
-            reply_ephemeral(&ctx.http, mci, "Denied.").await;
+            let _ = answer.ephemeral(&ctx.http, "Denied.", vec![]).await;
             refresh_message(&ctx.http, data, id).await;
             audit_line(
                 &ctx.http,
@@ -333,13 +448,15 @@ async fn click(
                 .map_err(|r: Refusal| r.to_string())?;
             match decided {
                 Decided::Recorded { have, need } => {
-                    reply_update(ctx, mci, &format!("Approval recorded ({have} of {need}).")).await;
+                    answer
+                        .update(&ctx.http, &format!("Approval recorded ({have} of {need})."))
+                        .await;
                     refresh_message(&ctx.http, data, id).await;
                     Ok(format!("recorded {have} of {need}"))
                 }
                 Decided::Denied => Err("denied".into()),
                 Decided::Approved => {
-                    reply_update(ctx, mci, "Approved: executing…").await;
+                    answer.update(&ctx.http, "Approved: executing…").await;
                     refresh_message(&ctx.http, data, id).await;
                     audit_line(
                         &ctx.http,
@@ -412,22 +529,6 @@ fn confirm_text(req: &ApprovalRequest) -> String {
         }
     }
     text
-}
-
-async fn reply_update(ctx: &serenity::Context, mci: &serenity::ComponentInteraction, text: &str) {
-    let res = mci
-        .create_response(
-            &ctx.http,
-            serenity::CreateInteractionResponse::UpdateMessage(
-                serenity::CreateInteractionResponseMessage::new()
-                    .content(text)
-                    .components(vec![]),
-            ),
-        )
-        .await;
-    if let Err(e) = res {
-        tracing::warn!("could not answer a button click: {e}");
-    }
 }
 
 /// Disables the buttons of every request that expired, and says so in the audit channel.

@@ -119,7 +119,8 @@ async fn allow(
 pub(crate) const ACK_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// As [`allow`]; `private` defers ephemerally when the check is slow (commands whose answer is
-/// for the caller only).
+/// for the caller only). A refusal is always ephemeral: after a public defer, the public
+/// "thinking" message is deleted and the refusal is sent as an ephemeral follow-up.
 async fn allow_with(
     ctx: Context<'_>,
     command: &str,
@@ -132,6 +133,7 @@ async fn allow_with(
         .ops
         .authorize(&actor, ctx.author().id.get(), command, access);
     tokio::pin!(check);
+    let mut deferred_publicly = false;
     let result = match tokio::time::timeout(ACK_BUDGET, &mut check).await {
         Ok(r) => r,
         Err(_) => {
@@ -139,15 +141,117 @@ async fn allow_with(
                 ctx.defer_ephemeral().await?;
             } else {
                 ctx.defer().await?;
+                deferred_publicly = true;
             }
             check.await
         }
     };
+    if result.is_err() && deferred_publicly {
+        if let Context::Application(a) = ctx {
+            // Without this, the refusal would replace the public "thinking" message.
+            if let Err(e) = a.interaction.delete_response(ctx.http()).await {
+                tracing::warn!("could not delete the deferred response before a refusal: {e}");
+            }
+        }
+    }
     result.map_err(|d| UserError(format!("Not allowed: {d}")).into())
 }
 
+/// Where and how often button clicks and modal submits are accepted, before their handlers
+/// run (and before anyone asks who the clicker is): the guild/channel allow-list of
+/// permissions.toml, where the bot's own channels (alerts, approvals, audit) count as allowed
+/// in an allowed guild because the bot posts its buttons there, and the Discord id's rate
+/// limit. `Err` is the refusal to show (ephemerally).
+pub async fn gate(
+    data: &Data,
+    user: &serenity::User,
+    guild: Option<serenity::GuildId>,
+    channel: serenity::ChannelId,
+    what: &str,
+) -> Result<(), String> {
+    let perms = data.ops.identity.permissions();
+    let guild = guild.map(|g| g.get());
+    let own = [
+        data.channels.alerts,
+        data.channels.approvals,
+        data.channels.audit,
+    ];
+    let allowed = perms.channel_allowed(data.guild_id, guild, channel.get())
+        || (own.contains(&channel.get()) && perms.guild_allowed(data.guild_id, guild));
+    let refusal = if !allowed {
+        "Buttons and forms are not accepted in this channel: nothing was run.".to_string()
+    } else {
+        match data.ops.admit(user.id.get()) {
+            Ok(()) => return Ok(()),
+            Err(d) => format!("Not allowed: {d}"),
+        }
+    };
+    data.ops
+        .record(
+            &Actor::discord(user.id.get(), &user.name),
+            what,
+            &serde_json::json!({ "channel": channel.get().to_string() }),
+            Outcome::Denied,
+            Some(refusal.clone()),
+            None,
+            std::time::Instant::now(),
+        )
+        .await;
+    Err(refusal)
+}
+
+/// [`gate`] for a button click or select; a refusal is answered ephemerally. `false`: refused.
+pub async fn gate_component(
+    ctx: &serenity::Context,
+    data: &Data,
+    mci: &serenity::ComponentInteraction,
+) -> bool {
+    let Err(refusal) = gate(
+        data,
+        &mci.user,
+        mci.guild_id,
+        mci.channel_id,
+        "interaction.click",
+    )
+    .await
+    else {
+        return true;
+    };
+    let reply = serenity::CreateInteractionResponse::Message(
+        serenity::CreateInteractionResponseMessage::new()
+            .content(format!("⛔ {refusal}"))
+            .ephemeral(true),
+    );
+    if let Err(e) = mci.create_response(&ctx.http, reply).await {
+        tracing::warn!("could not answer a refused click: {e}");
+    }
+    false
+}
+
+/// [`gate`] for a modal submit; a refusal is answered ephemerally. `false`: refused.
+pub async fn gate_modal(
+    ctx: &serenity::Context,
+    data: &Data,
+    m: &serenity::ModalInteraction,
+) -> bool {
+    let Err(refusal) = gate(data, &m.user, m.guild_id, m.channel_id, "interaction.modal").await
+    else {
+        return true;
+    };
+    let reply = serenity::CreateInteractionResponse::Message(
+        serenity::CreateInteractionResponseMessage::new()
+            .content(format!("⛔ {refusal}"))
+            .ephemeral(true),
+    );
+    if let Err(e) = m.create_response(&ctx.http, reply).await {
+        tracing::warn!("could not answer a refused form: {e}");
+    }
+    false
+}
+
 /// The global check: interactions are only accepted from allowed guilds and channels, and not
-/// once shutdown has begun. Accepted invocations hold an in-flight guard until they end.
+/// once shutdown has begun, and they spend the Discord id's rate limit before anything asks
+/// who the person is. Accepted invocations hold an in-flight guard until they end.
 pub async fn channel_check(ctx: Context<'_>) -> Result<bool, Error> {
     let perms = ctx.data().ops.identity.permissions();
     if !perms.channel_allowed(
@@ -156,6 +260,21 @@ pub async fn channel_check(ctx: Context<'_>) -> Result<bool, Error> {
         ctx.channel_id().get(),
     ) {
         return Ok(false);
+    }
+    if let Err(d) = ctx.data().ops.admit(ctx.author().id.get()) {
+        ctx.data()
+            .ops
+            .record(
+                &actor(ctx),
+                &ctx.command().qualified_name,
+                &serde_json::json!({}),
+                Outcome::Denied,
+                Some(d.0.clone()),
+                None,
+                std::time::Instant::now(),
+            )
+            .await;
+        return Err(UserError(format!("Not allowed: {d}")).into());
     }
     let Some(guard) = ctx.data().inflight.enter() else {
         return Err(UserError(SHUTTING_DOWN.into()).into());

@@ -298,10 +298,13 @@ pub async fn handle_share_click(
         .await;
         return true;
     }
+    let perms = data.ops.identity.permissions();
+    let is_keyholder =
+        |roles: &std::collections::BTreeSet<String>| perms.allows(roles, "vault_unseal");
     match data
         .ops
         .identity
-        .resolve(mci.user.id.get(), Freshness::Live)
+        .resolve_for(mci.user.id.get(), Freshness::Live, &is_keyholder)
         .await
     {
         Ok(p)
@@ -382,15 +385,24 @@ pub async fn handle_share_modal(
             _ => None,
         })
         .map(ShareSecret::new);
-    let (text, outcome) = submit(data, m.user.id.get(), id, share).await;
-    let _ = m
+    // Deferred ephemerally first: the key holder check (GitHub, live) and Vault may take
+    // longer than Discord's 3 s, and the answer (a refusal too) is for the submitter only.
+    if let Err(e) = m
         .create_response(
             &ctx.http,
-            serenity::CreateInteractionResponse::Message(
-                serenity::CreateInteractionResponseMessage::new()
-                    .content(&text)
-                    .ephemeral(true),
+            serenity::CreateInteractionResponse::Defer(
+                serenity::CreateInteractionResponseMessage::new().ephemeral(true),
             ),
+        )
+        .await
+    {
+        tracing::warn!("could not acknowledge the share form: {e}");
+    }
+    let (text, outcome) = submit(data, m.user.id.get(), id, share).await;
+    let _ = m
+        .edit_response(
+            &ctx.http,
+            serenity::EditInteractionResponse::new().content(&text),
         )
         .await;
     data.ops
@@ -419,7 +431,15 @@ async fn submit(
     let Some(share) = share else {
         return ("The form came back without a share.".into(), Outcome::Error);
     };
-    let who = match data.ops.identity.resolve(discord_id, Freshness::Live).await {
+    let perms = data.ops.identity.permissions();
+    let is_keyholder =
+        |roles: &std::collections::BTreeSet<String>| perms.allows(roles, "vault_unseal");
+    let who = match data
+        .ops
+        .identity
+        .resolve_for(discord_id, Freshness::Live, &is_keyholder)
+        .await
+    {
         Ok(p)
             if data
                 .ops

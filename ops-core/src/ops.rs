@@ -70,6 +70,12 @@ impl Ops {
     /// Checks that the Discord user may run `command` (its role from permissions.toml) and is
     /// within their rate limits. Denials are audited. Commands open to `everyone` pass without
     /// GitHub (`Ok(None)` when the person is not linked).
+    ///
+    /// The caller has already spent the Discord id's rate limit ([`Ops::admit`]: the Discord
+    /// front end does it for every slash command, click and form before anything else).
+    /// Refusals are remembered briefly ([`crate::identity::NEGATIVE_CACHE_TTL`]), so a stream of
+    /// refused invocations costs no GitHub calls. The person's (GitHub id's) limits are spent
+    /// after the role check.
     pub async fn authorize(
         &self,
         actor: &Actor,
@@ -86,12 +92,13 @@ impl Ops {
             Access::Destructive => Freshness::Live,
         };
         let result: Result<Option<Principal>, Denied> = async {
+            let allows = |roles: &std::collections::BTreeSet<String>| perms.allows(roles, command);
             let principal = if needed == EVERYONE {
                 self.identity.resolve(discord_id, freshness).await.ok()
             } else {
                 let p = self
                     .identity
-                    .resolve(discord_id, freshness)
+                    .resolve_for(discord_id, freshness, &allows)
                     .await
                     .map_err(|e| Denied(e.to_string()))?;
                 if !perms.allows(&p.roles, command) {
@@ -103,29 +110,27 @@ impl Ops {
                 }
                 Some(p)
             };
-            let key = match &principal {
-                Some(p) => format!("gh:{}", p.person.github_id),
-                None => format!("discord:{discord_id}"),
-            };
-            self.limits
-                .check(&key, Budget::Command)
-                .and_then(|()| match access {
-                    Access::Destructive => self.limits.check(&key, Budget::Destructive),
-                    Access::Read | Access::Change => Ok(()),
-                })
-                .map_err(|wait| {
-                    Denied(format!(
-                        "rate limited: retry in {} s",
-                        wait.as_secs().max(1)
-                    ))
-                })?;
+            // One person with two Discord accounts shares one budget.
+            if let Some(p) = &principal {
+                let key = format!("gh:{}", p.person.github_id);
+                self.limits
+                    .check(&key, Budget::Command)
+                    .and_then(|()| match access {
+                        Access::Destructive => self.limits.check(&key, Budget::Destructive),
+                        Access::Read | Access::Change => Ok(()),
+                    })
+                    .map_err(rate_limited)?;
+            }
             Ok(principal)
         }
         .await;
         if let Err(d) = &result {
             let mut actor = actor.clone();
-            if let Ok(p) = self.identity.person(discord_id).await {
-                actor.github_login = Some(p.login);
+            // The store is not asked again for a rate-limited Discord id.
+            if !d.0.starts_with(RATE_LIMITED) {
+                if let Ok(p) = self.identity.person(discord_id).await {
+                    actor.github_login = Some(p.login);
+                }
             }
             self.record(
                 &actor,
@@ -139,6 +144,15 @@ impl Ops {
             .await;
         }
         result
+    }
+
+    /// Spends one unit of the Discord id's command budget, before anything asks who the person
+    /// is: slash commands (through [`Ops::authorize`]), button clicks and modal submits. Nothing
+    /// else is read, so a flood from one Discord account reaches neither the store nor GitHub.
+    pub fn admit(&self, discord_id: u64) -> Result<(), Denied> {
+        self.limits
+            .check(&format!("discord:{discord_id}"), Budget::Command)
+            .map_err(rate_limited)
     }
 
     /// Checks a layer name from a user; the error names the closest configured layers.
@@ -269,6 +283,12 @@ impl From<SwarmError> for OpsError {
             error_id,
         }
     }
+}
+
+const RATE_LIMITED: &str = "rate limited: retry in";
+
+fn rate_limited(wait: std::time::Duration) -> Denied {
+    Denied(format!("{RATE_LIMITED} {} s", wait.as_secs().max(1)))
 }
 
 fn describe_roles(roles: &std::collections::BTreeSet<String>) -> String {

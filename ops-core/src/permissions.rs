@@ -370,12 +370,17 @@ impl Permissions {
 
     /// Whether an interaction from this guild/channel is accepted at all.
     pub fn channel_allowed(&self, default_guild: u64, guild: Option<u64>, channel: u64) -> bool {
-        let guild_ok = match guild {
+        self.guild_allowed(default_guild, guild)
+            && (self.channels.is_empty() || self.channels.contains(&channel))
+    }
+
+    /// Whether an interaction from this guild is accepted (DMs never are).
+    pub fn guild_allowed(&self, default_guild: u64, guild: Option<u64>) -> bool {
+        match guild {
             Some(g) if self.guilds.is_empty() => g == default_guild,
             Some(g) => self.guilds.contains(&g),
             None => false,
-        };
-        guild_ok && (self.channels.is_empty() || self.channels.contains(&channel))
+        }
     }
 }
 

@@ -199,3 +199,42 @@ fn the_log_writer_redacts_and_pulumi_starts_with_an_empty_environment() {
         "every process the Pulumi runner starts clears its environment first"
     );
 }
+
+/// "No slash command, button click or modal submit reaches the store or GitHub before the
+/// allow-list and the Discord id's rate limit": the global check spends the rate limit, and the
+/// event handler runs the gate before every component and modal handler.
+#[test]
+fn clicks_and_forms_are_gated_before_their_handlers() {
+    let read = |p: &str| std::fs::read_to_string(workspace_root().join(p)).expect(p);
+    let serve = read("bot/src/serve.rs");
+    let at = |needle: &str| {
+        serve
+            .find(needle)
+            .unwrap_or_else(|| panic!("bot/src/serve.rs lacks {needle}"))
+    };
+    for handler in [
+        "handle_share_click(",
+        "handle_rollback_click(",
+        "handle_silence_click(",
+        "approval_ui::handle_component(",
+    ] {
+        assert!(
+            at("gate_component(") < at(handler),
+            "{handler} runs before the gate"
+        );
+    }
+    assert!(at("gate_modal(") < at("handle_share_modal("));
+    let lib = read("commands/src/lib.rs");
+    let check = &lib[lib
+        .find("pub async fn channel_check")
+        .expect("channel_check")..];
+    let check = &check[..check.find("\n}\n").expect("end of channel_check")];
+    assert!(
+        check.contains(".admit("),
+        "channel_check spends the Discord id's rate limit"
+    );
+    assert!(
+        lib.contains(".admit(user.id.get())"),
+        "the gate spends it too"
+    );
+}

@@ -401,7 +401,7 @@ async fn cache_with_the_real_client_fails_closed_or_serves_stale() {
     let teams = [team("acme/ops"), team("acme/admins"), team("acme/viewers")];
 
     let a = cache
-        .teams_of("alice", &teams, Freshness::MustBeFresh)
+        .teams_of(101, "alice", &teams, Freshness::MustBeFresh)
         .await
         .unwrap();
     assert_eq!(a.active.iter().collect::<Vec<_>>(), ["acme/ops"]);
@@ -412,7 +412,7 @@ async fn cache_with_the_real_client_fails_closed_or_serves_stale() {
     gh.set_failure(Failure::ServerError);
     now.fetch_add(30_000, Ordering::SeqCst);
     let b = cache
-        .teams_of("alice", &teams, Freshness::MustBeFresh)
+        .teams_of(101, "alice", &teams, Freshness::MustBeFresh)
         .await
         .unwrap();
     assert_eq!(b, a);
@@ -421,12 +421,12 @@ async fn cache_with_the_real_client_fails_closed_or_serves_stale() {
     // Past the ttl, GitHub failing: destructive checks are refused, read-only ones served stale.
     now.fetch_add(60_000, Ordering::SeqCst);
     let e = cache
-        .teams_of("alice", &teams, Freshness::MustBeFresh)
+        .teams_of(101, "alice", &teams, Freshness::MustBeFresh)
         .await
         .unwrap_err();
     assert!(matches!(e, GithubError::Unreachable(_)), "{e}");
     let s = cache
-        .teams_of("alice", &teams, Freshness::MayBeStale)
+        .teams_of(101, "alice", &teams, Freshness::MayBeStale)
         .await
         .unwrap();
     assert!(s.stale);
@@ -435,7 +435,7 @@ async fn cache_with_the_real_client_fails_closed_or_serves_stale() {
 
     gh.set_failure(Failure::RateLimited);
     let e = cache
-        .teams_of("alice", &teams, Freshness::MustBeFresh)
+        .teams_of(101, "alice", &teams, Freshness::MustBeFresh)
         .await
         .unwrap_err();
     assert!(matches!(e, GithubError::RateLimited { .. }), "{e}");
@@ -443,7 +443,7 @@ async fn cache_with_the_real_client_fails_closed_or_serves_stale() {
     // Beyond max_stale: refused too.
     now.fetch_add(600_000, Ordering::SeqCst);
     assert!(cache
-        .teams_of("alice", &teams, Freshness::MayBeStale)
+        .teams_of(101, "alice", &teams, Freshness::MayBeStale)
         .await
         .is_err());
 
@@ -451,7 +451,7 @@ async fn cache_with_the_real_client_fails_closed_or_serves_stale() {
     gh.set_failure(Failure::None);
     gh.set_membership("acme", "admins", "alice", "active");
     let f = cache
-        .teams_of("alice", &teams, Freshness::MustBeFresh)
+        .teams_of(101, "alice", &teams, Freshness::MustBeFresh)
         .await
         .unwrap();
     assert!(!f.stale);
@@ -459,4 +459,34 @@ async fn cache_with_the_real_client_fails_closed_or_serves_stale() {
         f.active.iter().collect::<Vec<_>>(),
         ["acme/admins", "acme/ops"]
     );
+}
+
+/// The fake hands a freed login to another account; `GET /user/{id}` names each account's
+/// current login, which is how the bot notices that a linked login changed hands.
+#[tokio::test]
+async fn user_by_id_follows_renames_and_a_freed_login_can_be_claimed() {
+    let gh = FakeGithub::start().await;
+    gh.add_user("erin", 5151);
+    gh.set_membership("acme", "ops", "erin", "active");
+    let c = client(&gh);
+    assert_eq!(c.user_by_id(5151).await.unwrap().login, "erin");
+    gh.rename_user("erin", "erin-old");
+    gh.add_user("erin", 6262);
+    assert_eq!(c.user_by_id(5151).await.unwrap().login, "erin-old");
+    assert_eq!(c.user_by_login("erin").await.unwrap().id, 6262);
+    // Roles follow the account: the new owner of the login is not a member.
+    assert_eq!(
+        c.team_membership(&team("acme/ops"), "erin").await.unwrap(),
+        Membership::None
+    );
+    assert_eq!(
+        c.user_by_id(999_999).await.unwrap_err(),
+        GithubError::NotFound("#999999".into())
+    );
+    let paths: Vec<String> = gh
+        .requests_to("/api/v3/user/")
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(paths[0], "/api/v3/user/5151");
 }

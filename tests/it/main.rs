@@ -15,6 +15,7 @@ mod deploy_e2e;
 mod discord_e2e;
 mod fake_discord_selftest;
 mod github;
+mod identity_abuse;
 mod image;
 mod leaks;
 mod protect_e2e;

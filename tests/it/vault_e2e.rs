@@ -46,10 +46,11 @@ async fn submit_share(bot: &TestBot, who: &TestUser, ceremony: &Message, share: 
         .clone()
         .unwrap_or_else(|| panic!("no modal for {}: {}", who.name, opened.text()));
     let modal_id = modal["custom_id"].as_str().unwrap().to_string();
+    // The submit is deferred (ephemerally) and then answered.
     bot.discord
         .submit_modal(who, &modal_id, &[("share", share)])
         .await
-        .response(T)
+        .wait_final(T, |r| !r.text().trim().is_empty())
         .await
         .unwrap()
 }

@@ -3,13 +3,15 @@
 //!
 //! - REST under `/api/v3` (the GitHub Enterprise Server layout, so the client's base-URL joining
 //!   is exercised): `GET /orgs/{org}/teams/{team}/memberships/{user}`, `GET /users/{user}`,
-//!   `GET /user`. Responses carry `x-ratelimit-*` headers; requests without a `User-Agent` get
+//!   `GET /user/{id}`, `GET /user`. Responses carry `x-ratelimit-*` headers; requests without a `User-Agent` get
 //!   403 like on github.com; bad or missing credentials get 401.
 //! - OAuth at the root: `POST /login/device/code`, `POST /login/oauth/access_token` (errors are
 //!   200 + `{"error": ...}` when `Accept: application/json`, form-encoded otherwise, as GitHub
 //!   does) and the `GET /login/device` page.
 //!
-//! Users are stored by numeric id, so a rename keeps the id and the team memberships. Every
+//! Users are stored by numeric id, so a rename keeps the id and the team memberships, and the
+//! freed login can then be claimed by another account ([`FakeGithub::rename_user`] of another
+//! account, or [`FakeGithub::add_user`]), as on GitHub. Every
 //! request is recorded ([`FakeGithub::requests`]); faults are injected with
 //! [`FakeGithub::set_failure`].
 //!
@@ -258,8 +260,8 @@ impl FakeGithub {
         }
     }
 
-    /// Renames an account; its id, memberships and tokens stay. Panics if `old` is unknown or
-    /// `new` taken.
+    /// Renames an account; its id, memberships and tokens stay, and `old` is free for another
+    /// account to take. Panics if `old` is unknown or `new` taken.
     pub fn rename_user(&self, old: &str, new: &str) {
         let mut st = self.lock();
         let id = st
@@ -663,6 +665,13 @@ fn api(st: &mut State, method: &Method, path: &str, headers: &HeaderMap) -> Resp
                         "state": state,
                     }),
                 ),
+                None => not_found(&rl),
+            }
+        }
+        ["user", id] if id.parse::<u64>().is_ok() => {
+            let id: u64 = id.parse().unwrap_or_default();
+            match st.users.get(&id) {
+                Some(login) => json_response(StatusCode::OK, &rl, user_json(&base, id, login)),
                 None => not_found(&rl),
             }
         }

@@ -588,6 +588,28 @@ impl FakeDiscord {
         self.component_interaction(user, message, data, label).await
     }
 
+    /// A button click on `message` reported from `channel_id` (the message's channel as a
+    /// forged interaction, or a message the bot posted before that channel left the
+    /// allow-list, would be).
+    pub async fn click_in(
+        &self,
+        channel_id: u64,
+        user: &TestUser,
+        message: &Message,
+        custom_id: &str,
+    ) -> Interaction {
+        let current = {
+            let st = self.shared.lock();
+            st.message(message.id)
+                .map(|m| m.raw.clone())
+                .unwrap_or_else(|| message.raw.clone())
+        };
+        let data = json!({"custom_id": custom_id, "component_type": 2});
+        let label = format!("button {custom_id:?} in channel {channel_id}");
+        self.send_interaction(user, 3, channel_id, label, data, Some(current))
+            .await
+    }
+
     /// A select-menu choice (type 3, string select) on `message`.
     pub async fn select(
         &self,

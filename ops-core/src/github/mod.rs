@@ -11,11 +11,9 @@
 //!   logs or `Debug` output. A user's access token is used once, to learn who they are, and
 //!   dropped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +23,9 @@ use serde::Deserialize;
 
 use crate::config::GithubConfig;
 use crate::secret::Secret;
+
+mod cache;
+pub use cache::{Clock, Freshness, MembershipCache, TeamsAnswer};
 
 /// The `User-Agent` sent on every request (GitHub rejects requests without one).
 pub const USER_AGENT: &str = concat!("sprocket-ops/", env!("CARGO_PKG_VERSION"));
@@ -39,8 +40,6 @@ const SLOW_DOWN_STEP_SECS: u64 = 5;
 const MIN_POLL_INTERVAL_SECS: u64 = 1;
 /// Consecutive transport failures tolerated while polling the device flow.
 const MAX_POLL_TRANSPORT_FAILURES: u32 = 3;
-/// Above this many cached logins, entries older than `max_stale` are pruned.
-const CACHE_PRUNE_THRESHOLD: usize = 1024;
 
 /// A GitHub account: the login (may change on rename) and the numeric id (stable).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -196,6 +195,10 @@ pub trait GithubApi: Send + Sync {
         -> Result<Membership, GithubError>;
     /// `GET {api}/users/{login}`: the numeric id behind a login.
     async fn user_by_login(&self, login: &str) -> Result<GithubUser, GithubError>;
+    /// `GET {api}/user/{id}`: the current login of an account (logins can be renamed, and a
+    /// freed login claimed by another account; the numeric id never changes).
+    /// [`GithubError::NotFound`] when the account no longer exists.
+    async fn user_by_id(&self, id: u64) -> Result<GithubUser, GithubError>;
     /// `GET {api}/user` with the user's own token.
     async fn user_by_token(&self, user_token: &Secret) -> Result<GithubUser, GithubError>;
     /// `POST {oauth}/login/device/code`.
@@ -403,6 +406,27 @@ impl GithubApi for GithubClient {
         {
             Some(body) => parse_user(&body, "user by login"),
             None => Err(GithubError::NotFound(login.to_string())),
+        }
+    }
+
+    async fn user_by_id(&self, id: u64) -> Result<GithubUser, GithubError> {
+        // Public endpoint: the org token only raises the rate limit.
+        let path = format!("/user/{id}");
+        match self
+            .api_get(&path, self.org_token.as_ref(), "user by id")
+            .await?
+        {
+            Some(body) => {
+                let user = parse_user(&body, "user by id")?;
+                if user.id != id {
+                    tracing::warn!(target: "github", asked = id, answered = user.id, "GitHub answered another account");
+                    return Err(GithubError::Invalid(
+                        "GitHub answered for another account".into(),
+                    ));
+                }
+                Ok(user)
+            }
+            None => Err(GithubError::NotFound(format!("#{id}"))),
         }
     }
 
@@ -638,204 +662,6 @@ fn check_login(login: &str) -> Result<(), GithubError> {
 fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(60).collect()
 }
-
-/// How fresh a membership answer must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// Destructive actions and approvals: a cached answer younger than the ttl, or a live call.
-    /// Never stale: if GitHub fails, the check fails.
-    MustBeFresh,
-    /// Read-only commands: if GitHub fails, a cached answer up to `max_stale` old is acceptable.
-    MayBeStale,
-    /// Destructive requests and approval clicks: always asked of GitHub now, whatever is
-    /// cached; if GitHub fails, the check fails.
-    Live,
-}
-
-/// Which of the asked teams a login is an active member of.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TeamsAnswer {
-    /// `org/team` of each team the login is an active member of (as the caller spelled it).
-    pub active: BTreeSet<String>,
-    /// When the oldest answer used was obtained (ms since the epoch, by the cache's clock).
-    pub checked_at_ms: i64,
-    /// Whether any answer used is older than the ttl (only with [`Freshness::MayBeStale`]).
-    pub stale: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Cached {
-    active: bool,
-    at_ms: i64,
-}
-
-/// A clock in milliseconds since the epoch.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// Team membership answers, cached per (login, team) with the time they were obtained.
-pub struct MembershipCache {
-    api: Arc<dyn GithubApi>,
-    ttl_ms: i64,
-    max_stale_ms: i64,
-    clock: Clock,
-    /// login (lowercase) -> team key (lowercase `org/team`) -> answer.
-    entries: Mutex<HashMap<String, HashMap<String, Cached>>>,
-}
-
-impl fmt::Debug for MembershipCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MembershipCache")
-            .field("ttl_ms", &self.ttl_ms)
-            .field("max_stale_ms", &self.max_stale_ms)
-            .finish_non_exhaustive()
-    }
-}
-
-fn secs_to_ms(secs: u64) -> i64 {
-    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
-}
-
-impl MembershipCache {
-    /// A cache over `api` with the wall clock.
-    pub fn new(api: Arc<dyn GithubApi>, ttl_secs: u64, max_stale_secs: u64) -> MembershipCache {
-        MembershipCache {
-            api,
-            ttl_ms: secs_to_ms(ttl_secs),
-            max_stale_ms: secs_to_ms(max_stale_secs.max(ttl_secs)),
-            clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A cache configured from `[github]`.
-    pub fn from_config(api: Arc<dyn GithubApi>, cfg: &GithubConfig) -> MembershipCache {
-        MembershipCache::new(api, cfg.membership_ttl_secs, cfg.membership_max_stale_secs)
-    }
-
-    /// Replaces the clock (ms since the epoch), for tests.
-    pub fn with_clock(mut self, clock: Clock) -> MembershipCache {
-        self.clock = clock;
-        self
-    }
-
-    /// The API this cache asks.
-    pub fn api(&self) -> &Arc<dyn GithubApi> {
-        &self.api
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Cached>>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Which of `teams` `login` is an active member of. Teams with a cached answer younger than
-    /// the ttl are not asked again; the others are asked concurrently, one call per team. If a
-    /// call fails: with [`Freshness::MustBeFresh`] the whole answer is an error (fail closed);
-    /// with [`Freshness::MayBeStale`] a cached answer up to `max_stale` old stands in, else error.
-    pub async fn teams_of(
-        &self,
-        login: &str,
-        teams: &[TeamRef],
-        freshness: Freshness,
-    ) -> Result<TeamsAnswer, GithubError> {
-        let now = (self.clock)();
-        let login_key = login.to_ascii_lowercase();
-        // Deduplicated by key, keeping the caller's spelling.
-        let wanted: BTreeMap<String, &TeamRef> = teams.iter().map(|t| (t.key(), t)).collect();
-        let cached: BTreeMap<&str, Cached> = {
-            let entries = self.lock();
-            let per_login = entries.get(&login_key);
-            wanted
-                .keys()
-                .filter_map(|k| Some((k.as_str(), *per_login?.get(k)?)))
-                .collect()
-        };
-        let is_fresh = |c: &Cached| (0..self.ttl_ms).contains(&(now - c.at_ms));
-        let to_fetch: Vec<(&str, &TeamRef)> = wanted
-            .iter()
-            .filter(|(k, _)| {
-                freshness == Freshness::Live || !cached.get(k.as_str()).is_some_and(is_fresh)
-            })
-            .map(|(k, t)| (k.as_str(), *t))
-            .collect();
-        let results = futures::future::join_all(
-            to_fetch
-                .iter()
-                .map(|(_, t)| self.api.team_membership(t, login)),
-        )
-        .await;
-
-        let mut answer = TeamsAnswer {
-            active: BTreeSet::new(),
-            checked_at_ms: now,
-            stale: false,
-        };
-        let mut first_error = None;
-        let mut fetched: HashMap<&str, Cached> = HashMap::new();
-        for ((key, team), result) in to_fetch.iter().zip(results) {
-            match result {
-                Ok(m) => {
-                    fetched.insert(
-                        key,
-                        Cached {
-                            active: m.is_active(),
-                            at_ms: now,
-                        },
-                    );
-                }
-                Err(e) => {
-                    let stale_ok = freshness == Freshness::MayBeStale
-                        && cached
-                            .get(key)
-                            .is_some_and(|c| (0..=self.max_stale_ms).contains(&(now - c.at_ms)));
-                    if stale_ok {
-                        tracing::warn!(target: "github", %team, error = %e, "GitHub failed; using a stale membership answer");
-                    } else {
-                        tracing::warn!(target: "github", %team, error = %e, ?freshness, "GitHub failed; membership unknown");
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-        }
-        if !fetched.is_empty() {
-            let mut entries = self.lock();
-            if entries.len() > CACHE_PRUNE_THRESHOLD {
-                let max = self.max_stale_ms;
-                entries.retain(|_, teams| {
-                    teams.retain(|_, c| now - c.at_ms <= max);
-                    !teams.is_empty()
-                });
-            }
-            let per_login = entries.entry(login_key).or_default();
-            for (k, c) in &fetched {
-                per_login.insert(k.to_string(), *c);
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        for (key, team) in &wanted {
-            let c = fetched
-                .get(key.as_str())
-                .or_else(|| cached.get(key.as_str()))
-                .copied()
-                .ok_or_else(|| GithubError::Invalid("membership answer missing".into()))?;
-            if c.active {
-                answer.active.insert(team.to_string());
-            }
-            answer.checked_at_ms = answer.checked_at_ms.min(c.at_ms);
-            if !is_fresh(&c) {
-                answer.stale = true;
-            }
-        }
-        Ok(answer)
-    }
-
-    /// Forgets every answer about `login` (after a link change or a role change).
-    pub fn invalidate(&self, login: &str) {
-        self.lock().remove(&login.to_ascii_lowercase());
-    }
-}
-
 /// Why linking a GitHub account failed. Messages are safe to show to users.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
@@ -899,468 +725,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::VecDeque;
-    use std::sync::atomic::{AtomicI64, Ordering};
-
-    /// A scripted GitHub: answers only what the test set up, panics on anything else.
-    #[derive(Default)]
-    struct ScriptedApi {
-        /// ("org/team", login) -> answer.
-        memberships: Mutex<HashMap<(String, String), Result<Membership, GithubError>>>,
-        membership_calls: Mutex<Vec<(String, String)>>,
-        polls: Mutex<VecDeque<Result<DevicePoll, GithubError>>>,
-        /// (expected user token, user).
-        token_user: Mutex<Option<(String, GithubUser)>>,
-    }
-
-    impl ScriptedApi {
-        fn set(&self, team: &str, login: &str, answer: Result<Membership, GithubError>) {
-            self.memberships
-                .lock()
-                .unwrap()
-                .insert((team.to_string(), login.to_string()), answer);
-        }
-        fn clear(&self) {
-            self.memberships.lock().unwrap().clear();
-        }
-        fn calls(&self) -> usize {
-            self.membership_calls.lock().unwrap().len()
-        }
-    }
-
-    #[async_trait]
-    impl GithubApi for ScriptedApi {
-        async fn team_membership(
-            &self,
-            team: &TeamRef,
-            login: &str,
-        ) -> Result<Membership, GithubError> {
-            let key = (team.to_string(), login.to_string());
-            self.membership_calls.lock().unwrap().push(key.clone());
-            self.memberships
-                .lock()
-                .unwrap()
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| panic!("unexpected team_membership call {key:?}"))
-        }
-        async fn user_by_login(&self, login: &str) -> Result<GithubUser, GithubError> {
-            panic!("unexpected user_by_login({login})")
-        }
-        async fn user_by_token(&self, user_token: &Secret) -> Result<GithubUser, GithubError> {
-            let (expected, user) = self
-                .token_user
-                .lock()
-                .unwrap()
-                .clone()
-                .expect("unexpected user_by_token call");
-            assert_eq!(user_token.expose(), expected);
-            Ok(user)
-        }
-        async fn start_device_flow(&self) -> Result<DeviceCode, GithubError> {
-            panic!("unexpected start_device_flow")
-        }
-        async fn poll_device_flow(&self, device_code: &Secret) -> Result<DevicePoll, GithubError> {
-            assert_eq!(device_code.expose(), "dc-secret");
-            self.polls
-                .lock()
-                .unwrap()
-                .pop_front()
-                .expect("unexpected poll_device_flow call")
-        }
-    }
-
-    fn team(s: &str) -> TeamRef {
-        s.parse().unwrap()
-    }
-
-    struct Fixture {
-        api: Arc<ScriptedApi>,
-        now: Arc<AtomicI64>,
-        cache: MembershipCache,
-    }
-
-    /// ttl 60 s, max stale 600 s, clock at 1_000_000 ms.
-    fn fixture() -> Fixture {
-        let api = Arc::new(ScriptedApi::default());
-        let now = Arc::new(AtomicI64::new(1_000_000));
-        let clock_now = now.clone();
-        let cache = MembershipCache::new(api.clone(), 60, 600)
-            .with_clock(Arc::new(move || clock_now.load(Ordering::SeqCst)));
-        Fixture { api, now, cache }
-    }
-
-    impl Fixture {
-        fn advance_secs(&self, s: i64) {
-            self.now.fetch_add(s * 1000, Ordering::SeqCst);
-        }
-    }
-
-    fn down() -> Result<Membership, GithubError> {
-        Err(GithubError::Unreachable("HTTP 502".into()))
-    }
-
-    #[test]
-    fn team_ref_parsing() {
-        let t: TeamRef = "acme/ops-admins".parse().unwrap();
-        assert_eq!((t.org.as_str(), t.team.as_str()), ("acme", "ops-admins"));
-        assert_eq!(t.to_string(), "acme/ops-admins");
-        assert_eq!(team(" Acme-Inc/release_managers ").org, "Acme-Inc");
-        for bad in [
-            "",
-            "acme",
-            "acme/",
-            "/ops",
-            "acme/ops/x",
-            "ac me/ops",
-            "acme/o ps",
-            "acme/../x",
-            "acme/ops?x=1",
-            "acme/..",
-            "a_b/ops",
-        ] {
-            let e = bad.parse::<TeamRef>().expect_err(bad);
-            assert!(matches!(e, GithubError::Invalid(_)), "{bad}: {e}");
-        }
-        let from_toml: BTreeMap<String, TeamRef> = toml::from_str("admins = \"acme/ops\"").unwrap();
-        assert_eq!(from_toml["admins"], team("acme/ops"));
-        assert!(toml::from_str::<BTreeMap<String, TeamRef>>("admins = \"acme\"").is_err());
-    }
-
-    #[tokio::test]
-    async fn pending_is_not_a_member_and_fresh_answers_are_cached() {
-        let f = fixture();
-        f.api.set("acme/ops", "alice", Ok(Membership::Active));
-        f.api.set("acme/admins", "alice", Ok(Membership::Pending));
-        f.api.set("acme/viewers", "alice", Ok(Membership::None));
-        let teams = [team("acme/ops"), team("acme/admins"), team("acme/viewers")];
-        let a = f
-            .cache
-            .teams_of("alice", &teams, Freshness::MustBeFresh)
-            .await
-            .unwrap();
-        assert_eq!(a.active, BTreeSet::from(["acme/ops".to_string()]));
-        assert!(!a.stale);
-        assert_eq!(a.checked_at_ms, 1_000_000);
-        assert_eq!(f.api.calls(), 3);
-
-        // A fresh hit makes no call (the scripted API would panic).
-        f.api.clear();
-        f.advance_secs(59);
-        let b = f
-            .cache
-            .teams_of("ALICE", &teams, Freshness::MustBeFresh)
-            .await
-            .unwrap();
-        assert_eq!(b, a);
-        assert_eq!(f.api.calls(), 3);
-    }
-
-    #[tokio::test]
-    async fn ttl_expiry_refetches() {
-        let f = fixture();
-        f.api.set("acme/ops", "bob", Ok(Membership::Active));
-        let teams = [team("acme/ops")];
-        let a = f
-            .cache
-            .teams_of("bob", &teams, Freshness::MustBeFresh)
-            .await;
-        assert!(a.unwrap().active.contains("acme/ops"));
-        f.advance_secs(60);
-        f.api.set("acme/ops", "bob", Ok(Membership::None));
-        let b = f
-            .cache
-            .teams_of("bob", &teams, Freshness::MustBeFresh)
-            .await
-            .unwrap();
-        assert!(b.active.is_empty());
-        assert_eq!(b.checked_at_ms, 1_060_000);
-        assert_eq!(f.api.calls(), 2);
-    }
-
-    #[tokio::test]
-    async fn invalidate_forces_a_live_call() {
-        let f = fixture();
-        f.api.set("acme/ops", "bob", Ok(Membership::Active));
-        let teams = [team("acme/ops")];
-        f.cache
-            .teams_of("bob", &teams, Freshness::MustBeFresh)
-            .await
-            .unwrap();
-        f.cache.invalidate("Bob");
-        f.api.set("acme/ops", "bob", Ok(Membership::Pending));
-        let b = f
-            .cache
-            .teams_of("bob", &teams, Freshness::MayBeStale)
-            .await
-            .unwrap();
-        assert!(b.active.is_empty());
-        assert_eq!(f.api.calls(), 2);
-    }
-
-    #[tokio::test]
-    async fn must_be_fresh_fails_closed_even_with_a_cached_answer() {
-        let f = fixture();
-        f.api.set("acme/ops", "carol", Ok(Membership::Active));
-        let teams = [team("acme/ops")];
-        f.cache
-            .teams_of("carol", &teams, Freshness::MustBeFresh)
-            .await
-            .unwrap();
-        f.advance_secs(61);
-        f.api.set("acme/ops", "carol", down());
-        let e = f
-            .cache
-            .teams_of("carol", &teams, Freshness::MustBeFresh)
-            .await
-            .unwrap_err();
-        assert_eq!(e, GithubError::Unreachable("HTTP 502".into()));
-        f.api.set(
-            "acme/ops",
-            "carol",
-            Err(GithubError::RateLimited { reset_at: None }),
-        );
-        let e = f
-            .cache
-            .teams_of("carol", &teams, Freshness::MustBeFresh)
-            .await
-            .unwrap_err();
-        assert!(matches!(e, GithubError::RateLimited { .. }));
-    }
-
-    #[tokio::test]
-    async fn must_be_fresh_fails_if_any_team_fails() {
-        let f = fixture();
-        f.api.set("acme/ops", "carol", Ok(Membership::Active));
-        f.api.set("acme/admins", "carol", down());
-        let teams = [team("acme/ops"), team("acme/admins")];
-        assert!(f
-            .cache
-            .teams_of("carol", &teams, Freshness::MustBeFresh)
-            .await
-            .is_err());
-        // The answer that did arrive is cached: only the failed team is asked again.
-        f.api.clear();
-        f.api.set("acme/admins", "carol", Ok(Membership::None));
-        let a = f
-            .cache
-            .teams_of("carol", &teams, Freshness::MustBeFresh)
-            .await
-            .unwrap();
-        assert_eq!(a.active, BTreeSet::from(["acme/ops".to_string()]));
-        assert_eq!(f.api.calls(), 3);
-    }
-
-    #[tokio::test]
-    async fn may_be_stale_serves_stale_within_max_stale_and_errors_beyond() {
-        let f = fixture();
-        f.api.set("acme/ops", "dave", Ok(Membership::Active));
-        let teams = [team("acme/ops")];
-        f.cache
-            .teams_of("dave", &teams, Freshness::MayBeStale)
-            .await
-            .unwrap();
-        f.api.set("acme/ops", "dave", down());
-        f.advance_secs(600);
-        let a = f
-            .cache
-            .teams_of("dave", &teams, Freshness::MayBeStale)
-            .await
-            .unwrap();
-        assert!(a.stale);
-        assert!(a.active.contains("acme/ops"));
-        assert_eq!(a.checked_at_ms, 1_000_000);
-        f.advance_secs(1);
-        let e = f
-            .cache
-            .teams_of("dave", &teams, Freshness::MayBeStale)
-            .await
-            .unwrap_err();
-        assert!(matches!(e, GithubError::Unreachable(_)));
-        // Nothing cached at all: an error too.
-        f.api.set("acme/ops", "erin", down());
-        assert!(f
-            .cache
-            .teams_of("erin", &teams, Freshness::MayBeStale)
-            .await
-            .is_err());
-    }
-
-    #[tokio::test]
-    async fn no_teams_means_no_calls() {
-        let f = fixture();
-        let a = f
-            .cache
-            .teams_of("alice", &[], Freshness::MustBeFresh)
-            .await
-            .unwrap();
-        assert!(a.active.is_empty() && !a.stale);
-        assert_eq!(f.api.calls(), 0);
-    }
-
-    fn code(interval: u64, expires_in: u64) -> DeviceCode {
-        DeviceCode {
-            device_code: Secret::new("dc-secret"),
-            user_code: "ABCD-1234".into(),
-            verification_uri: "https://github.com/login/device".into(),
-            expires_in,
-            interval,
-        }
-    }
-
-    /// Runs the driver with a recording, instant sleep; returns the result and the sleeps.
-    async fn drive(
-        api: &ScriptedApi,
-        code: &DeviceCode,
-    ) -> (Result<GithubUser, LinkError>, Vec<u64>) {
-        let slept = Mutex::new(Vec::new());
-        let r = run_device_flow(api, code, |d| {
-            slept.lock().unwrap().push(d.as_secs());
-            async {}
-        })
-        .await;
-        (r, slept.into_inner().unwrap())
-    }
-
-    #[tokio::test]
-    async fn device_flow_polls_honours_slow_down_and_drops_the_token() {
-        let api = ScriptedApi::default();
-        let alice = GithubUser {
-            login: "alice".into(),
-            id: 7,
-        };
-        *api.token_user.lock().unwrap() = Some(("gho_usertoken".into(), alice.clone()));
-        api.polls.lock().unwrap().extend([
-            Ok(DevicePoll::Pending),
-            Ok(DevicePoll::SlowDown { interval: 10 }),
-            Ok(DevicePoll::Pending),
-            Err(GithubError::Unreachable("timed out".into())),
-            Ok(DevicePoll::SlowDown { interval: 0 }),
-            Ok(DevicePoll::Authorized(Secret::new("gho_usertoken"))),
-        ]);
-        let (r, slept) = drive(&api, &code(5, 900)).await;
-        assert_eq!(r.unwrap(), alice);
-        assert_eq!(slept, [5, 5, 10, 10, 10, 15]);
-        assert!(api.polls.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn device_flow_stops_on_denied_expired_and_expires_in() {
-        let api = ScriptedApi::default();
-        api.polls
-            .lock()
-            .unwrap()
-            .extend([Ok(DevicePoll::Pending), Ok(DevicePoll::Denied)]);
-        assert_eq!(drive(&api, &code(5, 900)).await.0, Err(LinkError::Denied));
-
-        api.polls.lock().unwrap().push_back(Ok(DevicePoll::Expired));
-        assert_eq!(drive(&api, &code(5, 900)).await.0, Err(LinkError::Expired));
-
-        // Pending forever: stops after expires_in seconds of waiting, without another poll.
-        api.polls
-            .lock()
-            .unwrap()
-            .extend((0..3).map(|_| Ok(DevicePoll::Pending)));
-        let (r, slept) = drive(&api, &code(5, 15)).await;
-        assert_eq!(r, Err(LinkError::Expired));
-        assert_eq!(slept, [5, 5, 5]);
-
-        // A zero interval is clamped, never a busy loop.
-        api.polls.lock().unwrap().push_back(Ok(DevicePoll::Denied));
-        assert_eq!(drive(&api, &code(0, 900)).await.1, [1]);
-    }
-
-    #[tokio::test]
-    async fn device_flow_gives_up_after_repeated_failures_and_on_other_errors() {
-        let api = ScriptedApi::default();
-        api.polls
-            .lock()
-            .unwrap()
-            .extend((0..4).map(|_| Err(GithubError::Unreachable("cannot connect".into()))));
-        let (r, slept) = drive(&api, &code(5, 900)).await;
-        assert_eq!(
-            r,
-            Err(LinkError::Github(GithubError::Unreachable(
-                "cannot connect".into()
-            )))
-        );
-        assert_eq!(slept.len(), 4);
-
-        api.polls
-            .lock()
-            .unwrap()
-            .push_back(Err(GithubError::NotConfigured("x")));
-        assert!(matches!(
-            drive(&api, &code(5, 900)).await.0,
-            Err(LinkError::Github(GithubError::NotConfigured(_)))
-        ));
-    }
-
-    #[test]
-    fn secrets_stay_out_of_debug_and_messages() {
-        let c = code(5, 900);
-        assert!(!format!("{c:?}").contains("dc-secret"));
-        let p = DevicePoll::Authorized(Secret::new("gho_usertoken"));
-        assert!(!format!("{p:?}").contains("gho_usertoken"));
-        let cfg = GithubConfig::default();
-        let client = GithubClient::new(&cfg, Some(Secret::new("ghs_orgtoken"))).unwrap();
-        assert!(!format!("{client:?}").contains("ghs_orgtoken"));
-        let e = GithubError::RateLimited {
-            reset_at: Some(1_700_000_000),
-        };
-        assert_eq!(
-            e.to_string(),
-            "GitHub rate limit reached (resets at 22:13:20 UTC)"
-        );
-    }
-
-    #[test]
-    fn client_config_is_validated() {
-        let cfg = GithubConfig {
-            api_base_url: "ftp://x".into(),
-            ..GithubConfig::default()
-        };
-        assert!(matches!(
-            GithubClient::new(&cfg, None),
-            Err(GithubError::Invalid(_))
-        ));
-        let cfg = GithubConfig {
-            api_base_url: "http://127.0.0.1:1/api/v3/".into(),
-            ..GithubConfig::default()
-        };
-        let c = GithubClient::new(&cfg, None).unwrap();
-        assert_eq!(c.api_base, "http://127.0.0.1:1/api/v3");
-        assert!(!c.device_flow_enabled());
-    }
-
-    #[tokio::test]
-    async fn client_refuses_without_credentials_or_with_bad_logins() {
-        // Port 1 is never contacted: these fail before any request.
-        let cfg = GithubConfig {
-            api_base_url: "http://127.0.0.1:1".into(),
-            oauth_base_url: "http://127.0.0.1:1".into(),
-            ..GithubConfig::default()
-        };
-        let c = GithubClient::new(&cfg, None).unwrap();
-        let t = team("acme/ops");
-        assert!(matches!(
-            c.team_membership(&t, "alice").await,
-            Err(GithubError::NotConfigured(_))
-        ));
-        assert!(matches!(
-            c.start_device_flow().await,
-            Err(GithubError::NotConfigured(_))
-        ));
-        let c = GithubClient::new(&cfg, Some(Secret::new("t"))).unwrap();
-        assert!(matches!(
-            c.team_membership(&t, "../admin").await,
-            Err(GithubError::Invalid(_))
-        ));
-        assert!(matches!(
-            c.user_by_login("a/b").await,
-            Err(GithubError::Invalid(_))
-        ));
-    }
-}
+mod tests;
