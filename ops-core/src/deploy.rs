@@ -201,7 +201,7 @@ pub enum DeployError {
         reason: String,
     },
     #[error("layer `{}` is locked: {} has been deploying it since {} ({}){}", .holder.layer, .holder.owner, since(.holder.started_at_ms), describe_age(.holder.started_at_ms), reason_suffix(&.holder.reason))]
-    Locked { holder: LayerLock },
+    Locked { holder: Box<LayerLock> },
     #[error("the deploy store is unavailable, so deploys are refused (error id {error_id})")]
     Store { error_id: String },
     #[error("{0}")]
@@ -237,16 +237,21 @@ pub enum DeployError {
     /// Nothing was applied, but the image tag set for the preview could not be put back: the
     /// stack's config still names the requested tag, which the next `pulumi up` of the layer
     /// (by anyone) would deploy.
-    #[error("nothing was applied ({after}), but the image tag of `{layer}` could not be put back: `{key}` may still be `{requested}` instead of `{before}`. Set it back before anyone deploys the layer (`pulumi config set {key} {before}` in its directory) (error id {error_id})")]
-    RestoreFailed {
-        layer: String,
-        key: String,
-        before: String,
-        requested: String,
-        /// Why the deploy stopped before applying.
-        after: String,
-        error_id: String,
-    },
+    #[error("{0}")]
+    RestoreFailed(Box<RestoreFailure>),
+}
+
+/// What [`DeployError::RestoreFailed`] reports.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("nothing was applied ({after}), but the image tag of `{layer}` could not be put back: `{key}` may still be `{requested}` instead of `{before}`. Set it back before anyone deploys the layer (`pulumi config set {key} {before}` in its directory) (error id {error_id})")]
+pub struct RestoreFailure {
+    pub layer: String,
+    pub key: String,
+    pub before: String,
+    pub requested: String,
+    /// Why the deploy stopped before applying.
+    pub after: String,
+    pub error_id: String,
 }
 
 impl DeployError {
@@ -836,7 +841,9 @@ impl Deployer {
                     _heartbeat: self.start_heartbeat(&req.layer, deploy_id),
                 })
             }
-            Ok(Err(holder)) => Err(DeployError::Locked { holder }),
+            Ok(Err(holder)) => Err(DeployError::Locked {
+                holder: Box::new(holder),
+            }),
             Err(e) => Err(self.store_error(e)),
         }
     }
@@ -936,14 +943,14 @@ impl Deployer {
             Err(e) => {
                 let error_id = new_error_id();
                 tracing::error!(error_id = %error_id, layer = %prepared.stack.layer, error = %e, detail = %self.redactor.redact(e.detail()), "putting the image tag back failed");
-                Err(DeployError::RestoreFailed {
+                Err(DeployError::RestoreFailed(Box::new(RestoreFailure {
                     layer: prepared.stack.layer.clone(),
                     key: key.clone(),
                     before: before.clone(),
                     requested: prepared.requested_tag.clone().unwrap_or_default(),
                     after: after.to_string(),
                     error_id,
-                })
+                })))
             }
         }
     }
