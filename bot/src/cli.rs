@@ -123,6 +123,17 @@ pub enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
         url: String,
     },
+    /// Run the Docker API proxy the stack puts between the bot and the engine socket: it
+    /// forwards only the (method, path) pairs of the shipped allow-list (the requests the bot
+    /// makes) and answers 403 to everything else. Reads no configuration.
+    DockerProxy {
+        /// Where to listen (the stack's internal `socket` network).
+        #[arg(long, default_value = "0.0.0.0:2375")]
+        listen: String,
+        /// The engine: unix://PATH, tcp://HOST:PORT or http://HOST:PORT.
+        #[arg(long, default_value = "unix:///var/run/docker.sock")]
+        upstream: String,
+    },
     /// Deploy a Pulumi layer: lock, `pulumi config set` (with --image), preview, apply, verify
     /// on the Swarm. Progress on stderr, the report on stdout. A preview that deletes or
     /// replaces resources (or a layer that always needs approval) is refused: request the
@@ -207,9 +218,13 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
     if let Command::Probe { url } = &cli.command {
         return crate::health::probe(url).await;
     }
+    if let Command::DockerProxy { listen, upstream } = &cli.command {
+        return crate::docker_proxy::run(listen, upstream).await;
+    }
     let (cfg, perms) = load_config(&cli.config)?;
     match &cli.command {
-        Command::Probe { .. } => Ok(()), // answered above, before any configuration
+        // Answered above, before any configuration.
+        Command::Probe { .. } | Command::DockerProxy { .. } => Ok(()),
         Command::Serve => crate::serve::serve(cfg, perms, crate::serve::shutdown_signal()).await,
         Command::CheckConfig => {
             println!(
@@ -518,19 +533,16 @@ fn break_glass_reason(reason: &Option<String>, what: &str) -> Result<String, Exi
 }
 
 /// A destructive action without a Discord approval: only from the node's CLI, with a reason,
-/// audited as such.
+/// audited as such before it runs (no row, no action: see [`Ops::break_glass`]).
 async fn break_glass_action(
     ops: &Ops,
     action: &str,
     params: serde_json::Value,
 ) -> Result<(), Exit> {
     let summary = ops
-        .audited(
-            &Actor::cli_from_env(),
-            &format!("break_glass.{action}"),
-            params.clone(),
-            || async { ops.approvals.execute_unapproved(action, &params).await },
-        )
+        .break_glass(&Actor::cli_from_env(), action, params.clone(), || async {
+            ops.approvals.execute_unapproved(action, &params).await
+        })
         .await
         .map_err(|e| Exit::new(1, e.to_string()))?;
     println!("{summary}");
@@ -603,33 +615,43 @@ async fn deploy_layer(
                     "break_glass": reason,
                     "digest": plan.digest,
                 });
-                let bg_started = Instant::now();
-                let result = cancel
-                    .run(
-                        ops,
-                        ops.deployer
-                            .deploy_approved(&plan.request, &plan.digest, progress.clone()),
-                    )
+                // No row, no action: the break-glass row is written before the apply.
+                let mut ran = None;
+                let (ran_ref, cancel_ref) = (&mut ran, &mut cancel);
+                let gate = ops
+                    .break_glass(&actor, &action, bg_params, move || async move {
+                        let r = cancel_ref
+                            .run(
+                                ops,
+                                ops.deployer.deploy_approved(
+                                    &plan.request,
+                                    &plan.digest,
+                                    progress.clone(),
+                                ),
+                            )
+                            .await;
+                        let audit = match &r {
+                            Ok(DeployOutcome::Succeeded(_)) => Ok(()),
+                            Ok(DeployOutcome::NeedsApproval(_)) => Err(OpsError {
+                                summary: "the approved deploy asked for another approval".into(),
+                                error_id: ops_core::ops::new_error_id(),
+                            }),
+                            Err(e) => Err(OpsError {
+                                summary: e.to_string(),
+                                error_id: ops_core::ops::new_error_id(),
+                            }),
+                        };
+                        *ran_ref = Some(r);
+                        audit
+                    })
                     .await;
-                let (outcome, detail) = match &result {
-                    Ok(DeployOutcome::Succeeded(_)) => (ops_core::audit::Outcome::Ok, None),
-                    Ok(DeployOutcome::NeedsApproval(_)) => (
-                        ops_core::audit::Outcome::Error,
-                        Some("the approved deploy asked for another approval".to_string()),
-                    ),
-                    Err(e) => (ops_core::audit::Outcome::Error, Some(e.to_string())),
-                };
-                ops.record(
-                    &actor,
-                    &format!("break_glass.{action}"),
-                    &bg_params,
-                    outcome,
-                    detail,
-                    None,
-                    bg_started,
-                )
-                .await;
-                result
+                match (ran, gate) {
+                    (Some(result), _) => result,
+                    (None, Err(e)) => return Err(Exit::new(1, e.to_string())),
+                    (None, Ok(())) => {
+                        return Err(Exit::new(1, "the break-glass deploy did not run"))
+                    }
+                }
             }
         },
         other => other,

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod docker_proxy;
 pub mod exit;
 pub mod health;
 pub mod logging;

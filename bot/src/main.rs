@@ -13,7 +13,10 @@ fn main() {
     // `serve` runs the bot on the multi-threaded runtime. The one-shot CLI commands run on
     // a current-thread runtime: no worker threads to start, and no cross-thread hand-off
     // for each chunk of a Docker response (what made `logs` slower than `docker service logs`).
-    let runtime = if matches!(cli.command, sprocket_ops::cli::Command::Serve) {
+    let runtime = if matches!(
+        cli.command,
+        sprocket_ops::cli::Command::Serve | sprocket_ops::cli::Command::DockerProxy { .. }
+    ) {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -197,6 +197,7 @@ pub async fn serve(
                             &failed_approvals,
                         )
                         .await;
+                        commands::break_glass::announce_break_glass(&http, &data).await;
                     });
                 }
                 Ok(setup_data)
@@ -256,7 +257,9 @@ fn link_api(
 }
 
 /// Every 10 s: expire overdue approval requests and disable their buttons (with the bot token,
-/// since interaction tokens last 15 minutes). Started by the framework's setup (first READY).
+/// since interaction tokens last 15 minutes), end idle unseal ceremonies, and free the layer
+/// locks of holders that are gone (announcing their deploys as interrupted). Started by the
+/// framework's setup (first READY).
 fn spawn_sweeper(http: Arc<serenity::Http>, data: commands::Data) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
@@ -264,6 +267,15 @@ fn spawn_sweeper(http: Arc<serenity::Http>, data: commands::Data) {
             tick.tick().await;
             commands::approval_ui::sweep_expired(&http, &data).await;
             commands::vault::sweep_idle(&http, &data).await;
+            // Locks of holders that died since the start (a CLI deploy killed, a bot restarted
+            // within the heartbeat window) are freed once they are seen to be gone.
+            match data.ops.deployer.recover_interrupted().await {
+                Ok(gone) if !gone.is_empty() => {
+                    commands::deploy::announce_interrupted(&http, &data, &gone).await
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("recovering layer locks failed: {e}"),
+            }
         }
     });
 }

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod approval_ui;
+pub mod break_glass;
 pub mod deploy;
 pub mod inflight;
 pub mod render;

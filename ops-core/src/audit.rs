@@ -76,6 +76,9 @@ pub enum Outcome {
     Ok,
     Error,
     Denied,
+    /// Written before an action runs (break-glass: no row, no action); its result follows
+    /// in a row of its own.
+    Started,
 }
 
 impl Outcome {
@@ -84,12 +87,14 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Error => "error",
             Outcome::Denied => "denied",
+            Outcome::Started => "started",
         }
     }
     pub fn parse(s: &str) -> Outcome {
         match s {
             "ok" => Outcome::Ok,
             "denied" => Outcome::Denied,
+            "started" => Outcome::Started,
             _ => Outcome::Error,
         }
     }

@@ -4,9 +4,13 @@
 //!
 //! 1. Everything a person typed is checked first (the layer, the tag: a bare image tag by the
 //!    `distribution/reference` grammar), before any lock or process.
-//! 2. The layer lock, persisted (owner, reason, since, expiry): a second deploy of the same
-//!    layer is refused at once, naming the holder and since when. A lock of a crashed process
-//!    expires; [`Deployer::recover_interrupted`] releases them at start-up.
+//! 2. The layer lock, persisted (owner, reason, since, expiry, holding process, heartbeat): a
+//!    second deploy of the same layer is refused at once, naming the holder and since when.
+//!    The holding process renews the heartbeat while it deploys. [`Deployer::recover_interrupted`]
+//!    (at start-up, then periodically) releases the locks of holders that are gone: a process
+//!    of this machine that no longer runs (its pid and start time), any other whose heartbeat
+//!    is older than [`crate::store::LOCK_STALE_MS`]. A lock whose process is alive (a CLI
+//!    deploy while the bot starts) is never released by recovery.
 //! 3. `pulumi config set <image_tag_key> <tag>` (layers with a tag key only), then
 //!    `pulumi preview`: a [`PreviewSummary`] by resource type. Deletes or replaces, or a layer
 //!    that `always_requires_approval`, stop here ([`DeployOutcome::NeedsApproval`]): the config
@@ -42,11 +46,14 @@ use crate::pulumi::{
     EngineEvent, EventSink, PreviewSummary, PulumiApi, PulumiError, StackRef, UpOutcome,
 };
 use crate::redact::Redactor;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, LOCK_HEARTBEAT_MS};
 use crate::swarm::{
     display_image, ImageTarget, RolloutOutcome, RolloutPoll, ServiceInfo, SwarmApi, SwarmError,
 };
 use crate::OpsError;
+
+mod liveness;
+use liveness::{proc_start_time, process_name, Heartbeat, ProcessId};
 
 pub use crate::store::{DeployRecord, DeployState, LayerLock};
 
@@ -198,7 +205,7 @@ pub enum DeployError {
         reason: String,
     },
     #[error("layer `{}` is locked: {} has been deploying it since {} ({}){}", .holder.layer, .holder.owner, since(.holder.started_at_ms), describe_age(.holder.started_at_ms), reason_suffix(&.holder.reason))]
-    Locked { holder: LayerLock },
+    Locked { holder: Box<LayerLock> },
     #[error("the deploy store is unavailable, so deploys are refused (error id {error_id})")]
     Store { error_id: String },
     #[error("{0}")]
@@ -233,6 +240,24 @@ pub enum DeployError {
         "layer `{0}` is being deployed by this process: cancel the deploy instead of unlocking"
     )]
     UnlockRunning(String),
+    /// Nothing was applied, but the image tag set for the preview could not be put back: the
+    /// stack's config still names the requested tag, which the next `pulumi up` of the layer
+    /// (by anyone) would deploy.
+    #[error("{0}")]
+    RestoreFailed(Box<RestoreFailure>),
+}
+
+/// What [`DeployError::RestoreFailed`] reports.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("nothing was applied ({after}), but the image tag of `{layer}` could not be put back: `{key}` may still be `{requested}` instead of `{before}`. Set it back before anyone deploys the layer (`pulumi config set {key} {before}` in its directory) (error id {error_id})")]
+pub struct RestoreFailure {
+    pub layer: String,
+    pub key: String,
+    pub before: String,
+    pub requested: String,
+    /// Why the deploy stopped before applying.
+    pub after: String,
+    pub error_id: String,
 }
 
 impl DeployError {
@@ -318,6 +343,10 @@ pub struct Deployer {
     active: Mutex<HashMap<String, Arc<CancelSignal>>>,
     /// Counts finished deploys (`sprocket_ops_deploys_total{layer,result}`).
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// This process, as named in the locks it holds (`host:pid:nonce`).
+    process: String,
+    /// How often a held lock's heartbeat is renewed.
+    heartbeat: Duration,
 }
 
 /// A cancel request for one running deploy.
@@ -343,10 +372,12 @@ impl CancelSignal {
     }
 }
 
-/// The lock of one deploy; released explicitly (a crash leaves it for recovery).
+/// The lock of one deploy; released explicitly (a crash leaves it for recovery). Its
+/// heartbeat task renews it until this is dropped.
 struct Held {
     layer: String,
     deploy_id: String,
+    _heartbeat: Heartbeat,
 }
 
 /// The config change and preview of one attempt.
@@ -355,6 +386,8 @@ struct Prepared {
     image_before: Option<String>,
     /// The tag key, when the config was changed (to put it back).
     changed_key: Option<String>,
+    /// The tag it was changed to.
+    requested_tag: Option<String>,
     preview: PreviewSummary,
     /// The infra checkout, read before the config was changed.
     checkout: CheckoutState,
@@ -379,7 +412,21 @@ impl Deployer {
             redactor,
             active: Mutex::new(HashMap::new()),
             metrics: None,
+            process: process_name(),
+            heartbeat: Duration::from_millis(LOCK_HEARTBEAT_MS as u64),
         }
+    }
+
+    /// Renews held locks this often instead of every [`LOCK_HEARTBEAT_MS`] (tests).
+    pub fn with_lock_heartbeat(mut self, every: Duration) -> Deployer {
+        self.heartbeat = every;
+        self
+    }
+
+    /// Names this process differently in its locks (tests: a process of another machine).
+    pub fn with_process_name(mut self, name: &str) -> Deployer {
+        self.process = name.to_string();
+        self
     }
 
     /// Counts every deploy that ends (succeeded, failed, cancelled, awaiting approval).
@@ -430,10 +477,10 @@ impl Deployer {
         let held = self.take_lock(req, cfg, &lock_id).await?;
         let result = self.prepare(req, cfg).await;
         let result = match result {
-            Ok(p) => {
-                self.restore(&p).await;
-                Ok(self.plan_of(req, cfg, &p))
-            }
+            Ok(p) => match self.restore(&p, "a plan").await {
+                Ok(()) => Ok(self.plan_of(req, cfg, &p)),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         self.release(&held).await;
@@ -578,11 +625,13 @@ impl Deployer {
         });
         match approved {
             None if plan.approval_action.is_some() => {
-                self.restore(&prepared).await;
+                self.restore(&prepared, "the preview needs an approval")
+                    .await?;
                 return Ok(DeployOutcome::NeedsApproval(Box::new(plan)));
             }
             Some(expected) if expected != plan.digest => {
-                self.restore(&prepared).await;
+                self.restore(&prepared, "the preview changed since the approval")
+                    .await?;
                 return Err(DeployError::PreviewChanged {
                     expected: short(expected),
                     actual: short(&plan.digest),
@@ -591,7 +640,7 @@ impl Deployer {
             _ => {}
         }
         if cancel.is_requested() {
-            self.restore(&prepared).await;
+            self.restore(&prepared, "the deploy was cancelled").await?;
             return Err(DeployError::Cancelled {
                 layer: req.layer.clone(),
                 deploy_id: record.id.clone(),
@@ -780,6 +829,8 @@ impl Deployer {
             started_at_ms: now,
             expires_at_ms: now + ttl.as_millis() as i64,
             deploy_id: Some(deploy_id.to_string()),
+            process: self.process.clone(),
+            heartbeat_at_ms: now,
         };
         let previous = self
             .store
@@ -803,11 +854,44 @@ impl Deployer {
                 Ok(Held {
                     layer: req.layer.clone(),
                     deploy_id: deploy_id.to_string(),
+                    _heartbeat: self.start_heartbeat(&req.layer, deploy_id),
                 })
             }
-            Ok(Err(holder)) => Err(DeployError::Locked { holder }),
+            Ok(Err(holder)) => Err(DeployError::Locked {
+                holder: Box::new(holder),
+            }),
             Err(e) => Err(self.store_error(e)),
         }
+    }
+
+    /// Renews the lock's heartbeat every `self.heartbeat` until the returned guard drops. A
+    /// failed renewal is logged and retried; a lock no longer held stops it.
+    fn start_heartbeat(&self, layer: &str, deploy_id: &str) -> Heartbeat {
+        let (store, every) = (
+            self.store.clone(),
+            self.heartbeat.max(Duration::from_millis(1)),
+        );
+        let (layer, deploy_id) = (layer.to_string(), deploy_id.to_string());
+        Heartbeat(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await; // the first tick is now: the lock was just taken
+            loop {
+                tick.tick().await;
+                match store
+                    .heartbeat_layer_lock(&layer, &deploy_id, now_ms())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(%layer, %deploy_id, "the layer lock is no longer held: heartbeat stopped");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%layer, error = %e, "renewing the layer lock's heartbeat failed")
+                    }
+                }
+            }
+        }))
     }
 
     async fn release(&self, held: &Held) {
@@ -836,6 +920,7 @@ impl Deployer {
             stack,
             image_before: None,
             changed_key: None,
+            requested_tag: None,
             preview: PreviewSummary::default(),
             checkout,
         };
@@ -852,6 +937,7 @@ impl Deployer {
                         .await
                         .map_err(DeployError::Pulumi)?;
                     prepared.changed_key = Some(key.clone());
+                    prepared.requested_tag = Some(tag.clone());
                 }
             }
         }
@@ -861,19 +947,33 @@ impl Deployer {
                 Ok(prepared)
             }
             Err(e) => {
-                self.restore(&prepared).await;
+                self.restore(&prepared, "the preview failed").await?;
                 Err(DeployError::Pulumi(e))
             }
         }
     }
 
-    /// Puts the image tag back after a preview that does not go on.
-    async fn restore(&self, prepared: &Prepared) {
+    /// Puts the image tag back after a preview that does not go on (`after`: why it does
+    /// not). A failure is an error the caller reports (to the person and the audit log, and
+    /// in the deploy's history), never only a log line: the stack would keep the tag.
+    async fn restore(&self, prepared: &Prepared, after: &str) -> Result<(), DeployError> {
         let (Some(key), Some(before)) = (&prepared.changed_key, &prepared.image_before) else {
-            return;
+            return Ok(());
         };
-        if let Err(e) = self.pulumi.config_set(&prepared.stack, key, before).await {
-            tracing::error!(layer = %prepared.stack.layer, error = %e, detail = %e.detail(), "putting the image tag back failed");
+        match self.pulumi.config_set(&prepared.stack, key, before).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let error_id = new_error_id();
+                tracing::error!(error_id = %error_id, layer = %prepared.stack.layer, error = %e, detail = %self.redactor.redact(e.detail()), "putting the image tag back failed");
+                Err(DeployError::RestoreFailed(Box::new(RestoreFailure {
+                    layer: prepared.stack.layer.clone(),
+                    key: key.clone(),
+                    before: before.clone(),
+                    requested: prepared.requested_tag.clone().unwrap_or_default(),
+                    after: after.to_string(),
+                    error_id,
+                })))
+            }
         }
     }
 
@@ -1033,10 +1133,30 @@ impl Deployer {
         Ok(true)
     }
 
-    /// At start-up: deploys left `running` by a crash become `interrupted` and their locks
-    /// are released (locks of no running deploy too). Returns them, for the channel.
+    /// At start-up (and periodically): the locks of holders that are gone are released and
+    /// their deploys become `interrupted`; a lock whose holder is alive (see
+    /// `holder_alive`: a CLI deploy, another process) is kept with its deploy. Returns the
+    /// interrupted ones, for the channel.
     pub async fn recover_interrupted(&self) -> Result<Vec<DeployRecord>, DeployError> {
         let now = now_ms();
+        // First the locks of holders that are gone (deploys, plans); a running deploy always
+        // holds its lock, so those left without one are then interrupted.
+        let locks = self
+            .store
+            .list_layer_locks()
+            .await
+            .map_err(|e| self.store_error(e))?;
+        for lock in locks {
+            if self.holder_alive(&lock, now) {
+                tracing::info!(layer = %lock.layer, owner = %lock.owner, process = %lock.process, "layer lock held by a live process: kept");
+                continue;
+            }
+            tracing::warn!(layer = %lock.layer, owner = %lock.owner, process = %lock.process, "released the layer lock of a process that is gone");
+            self.store
+                .release_layer_lock(&lock.layer, lock.deploy_id.as_deref())
+                .await
+                .map_err(|e| self.store_error(e))?;
+        }
         let interrupted = self
             .store
             .interrupt_running_deploys(now, "interrupted: sprocket-ops stopped while it ran")
@@ -1044,34 +1164,34 @@ impl Deployer {
             .map_err(|e| self.store_error(e))?;
         for d in &interrupted {
             tracing::warn!(deploy_id = %d.id, layer = %d.layer, "deploy interrupted by a restart");
-            self.store
-                .release_layer_lock(&d.layer, Some(&d.id))
-                .await
-                .map_err(|e| self.store_error(e))?;
-        }
-        // Locks whose deploy is not running (a crash between lock and record, a plan).
-        let locks = self
-            .store
-            .list_layer_locks()
-            .await
-            .map_err(|e| self.store_error(e))?;
-        for lock in locks {
-            let running = match &lock.deploy_id {
-                Some(id) => matches!(
-                    self.store.get_deploy(id).await.map_err(|e| self.store_error(e))?,
-                    Some(d) if d.state == DeployState::Running
-                ),
-                None => false,
-            };
-            if !running {
-                tracing::warn!(layer = %lock.layer, owner = %lock.owner, "released a stale layer lock");
-                self.store
-                    .release_layer_lock(&lock.layer, lock.deploy_id.as_deref())
-                    .await
-                    .map_err(|e| self.store_error(e))?;
-            }
         }
         Ok(interrupted)
+    }
+
+    /// Whether the process holding `lock` is alive: this process only for a deploy running
+    /// here; another process of this machine and pid namespace by its pid and start time
+    /// (`/proc`); any other by its heartbeat (renewed within [`crate::store::LOCK_STALE_MS`]).
+    fn holder_alive(&self, lock: &LayerLock, now: i64) -> bool {
+        if lock.process == self.process {
+            return self
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&lock.layer);
+        }
+        match (
+            ProcessId::parse(&self.process),
+            ProcessId::parse(&lock.process),
+        ) {
+            (Some(me), Some(them)) if me.machine == them.machine => {
+                if (me.pid, me.start) == (them.pid, them.start) {
+                    // This very process, through a deployer that no longer runs.
+                    return false;
+                }
+                proc_start_time(them.pid) == Some(them.start)
+            }
+            _ => lock.is_alive(now),
+        }
     }
 
     /// Every layer lock held (expired ones included: see [`LayerLock::is_expired`]).
@@ -1879,6 +1999,8 @@ services = ["prod-*"]
         running: AtomicBool,
         cancel: Notify,
         ups_started: AtomicU64,
+        /// `config set` to this value fails (a restore that cannot be written).
+        fail_set_to: Mutex<Option<String>>,
     }
 
     impl FakePulumi {
@@ -1913,6 +2035,14 @@ services = ["prod-*"]
                 .lock()
                 .unwrap()
                 .push(format!("config set {key} {value} --stack {}", stack.stack));
+            if self.fail_set_to.lock().unwrap().as_deref() == Some(value) {
+                return Err(PulumiError::Failed {
+                    command: "config set",
+                    code: Some(255),
+                    errors: vec!["error: could not write Pulumi.prod.yaml".into()],
+                    detail: "EACCES Pulumi.prod.yaml".into(),
+                });
+            }
             self.config.lock().unwrap().insert(key.into(), value.into());
             Ok(())
         }
@@ -2554,6 +2684,9 @@ services = ["prod-*"]
             started_at_ms: now - 5_000,
             expires_at_ms: now + 3_600_000,
             deploy_id: Some(id.into()),
+            // The process that held them crashed: no heartbeat since.
+            process: "host:1:dead".into(),
+            heartbeat_at_ms: now - crate::store::LOCK_STALE_MS - 1,
         };
         f.store
             .take_layer_lock(&lock("platform", "d-crashed"))
@@ -2601,6 +2734,8 @@ services = ["prod-*"]
             started_at_ms: now - 10_000,
             expires_at_ms: now - 1,
             deploy_id: Some("d-old".into()),
+            process: "host:1:old".into(),
+            heartbeat_at_ms: now - 10_000,
         };
         f.store.take_layer_lock(&stale).await.unwrap().unwrap();
         assert!(stale.is_expired(now));
@@ -2726,4 +2861,6 @@ services = ["prod-*"]
             .contains("still updating"));
         assert!(matches!(EventKind::Cancel, EventKind::Cancel));
     }
+
+    mod issue12;
 }

@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod approvals;
 pub mod audit;
+pub mod breakglass;
 pub mod checkout;
 pub mod config;
 pub mod deploy;

@@ -238,3 +238,102 @@ fn clicks_and_forms_are_gated_before_their_handlers() {
         "the gate spends it too"
     );
 }
+
+/// `ident` in `docker.ident(` / `docker .ident (` occurrences of `text`.
+fn docker_calls(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("docker") {
+        let before = rest[..i].chars().last();
+        rest = &rest[i + "docker".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        let after = rest.trim_start();
+        let Some(after) = after.strip_prefix('.') else {
+            continue;
+        };
+        let name: String = after
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let tail = after.trim_start()[name.len()..].trim_start();
+        if !name.is_empty() && tail.starts_with('(') {
+            out.push(name);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_bot_calls_the_engine_only_with_requests_the_docker_allow_list_admits() {
+    use ops_core::swarm::allowlist::AllowList;
+    // Each bollard method the bot calls, and a request it sends (bollard's own spelling).
+    let requests: &[(&str, &str, &str)] = &[
+        ("negotiate_version", "GET", "/version"),
+        ("list_services", "GET", "/v1.41/services?status=true"),
+        ("list_tasks", "GET", "/v1.41/tasks"),
+        ("list_nodes", "GET", "/v1.41/nodes"),
+        (
+            "update_service",
+            "POST",
+            "/v1.41/services/abc123/update?version=7",
+        ),
+        (
+            "service_logs",
+            "GET",
+            "/v1.41/services/abc123/logs?stdout=true",
+        ),
+        ("events", "GET", "/v1.41/events"),
+    ];
+    // Methods that send nothing.
+    let local = ["clone", "client_version"];
+    let rules = AllowList::shipped();
+    for (method_name, m, p) in requests {
+        assert!(
+            rules.check(m, p).is_ok(),
+            "{method_name}: {m} {p} is not on the allow-list"
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for krate in ["ops-core", "commands", "bot"] {
+        let mut files = Vec::new();
+        rust_files(&workspace_root().join(krate).join("src"), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("readable");
+            let text = text.split("#[cfg(test)]").next().unwrap_or(&text);
+            if text.contains("Docker::connect") {
+                assert!(
+                    f.ends_with("ops-core/src/swarm/docker.rs"),
+                    "{} connects to the engine outside the Swarm adapter",
+                    f.display()
+                );
+            }
+            for call in docker_calls(text) {
+                assert!(
+                    local.contains(&call.as_str())
+                        || requests.iter().any(|(name, _, _)| *name == call),
+                    "{} calls docker.{call}(): add its request to \
+                     ops-core/src/swarm/docker_api_allow.txt (reviewed) and to this list",
+                    f.display()
+                );
+                seen.insert(call);
+            }
+            if text.contains(".negotiate_version()") {
+                seen.insert("negotiate_version".to_string());
+            }
+        }
+    }
+    for needed in [
+        "list_services",
+        "update_service",
+        "events",
+        "negotiate_version",
+    ] {
+        assert!(
+            seen.contains(needed),
+            "the scan found no {needed}: {seen:?}"
+        );
+    }
+}

@@ -530,3 +530,85 @@ async fn cli_deploy_ctrl_c_cancels_after_the_step_in_flight_and_exits_1() {
         .unwrap_or_else(|| panic!("{rows:?}"));
     assert_eq!(row["outcome"], "error", "{row}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starting_during_a_cli_deploy_keeps_its_lock_and_does_not_interrupt_it() {
+    let s = Setup::new("live", &standin(), json!({})).await;
+    set_spec_knobs(&s, json!({ "step_delay_ms": 3000 }));
+    let mut child = Command::new(env::bot_binary())
+        .arg("--config")
+        .arg(&s.config)
+        .args(["deploy", "platform", "--image", "v2"])
+        .env_remove("DISCORD_TOKEN")
+        .env("USER", OS_USER)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no resource in flight: {seen:?}"));
+        seen.push(line.clone());
+        if line.contains(", now ") {
+            break;
+        }
+    }
+
+    // The bot starts now, on the same store: its start-up recovery, as `serve` runs it.
+    let (cfg, perms) = sprocket_ops::app::load_config(&s.config).unwrap_or_else(|e| panic!("{e}"));
+    let secrets =
+        sprocket_ops::app::Secrets::resolve(&cfg, false).unwrap_or_else(|e| panic!("{e}"));
+    let ops =
+        sprocket_ops::app::build_ops(&cfg, perms, &secrets, sprocket_ops::app::Purpose::Serve)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let interrupted = ops.deployer.recover_interrupted().await.unwrap();
+    assert!(
+        interrupted.is_empty(),
+        "a live CLI deploy was marked interrupted: {interrupted:?}"
+    );
+    let locks = ops.deployer.locks().await.unwrap();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(
+        (locks[0].layer.as_str(), locks[0].owner.as_str()),
+        ("platform", OS_USER)
+    );
+    assert!(
+        locks[0].process.contains(&format!(":{}:", child.id())),
+        "the lock names the CLI's process: {:?}",
+        locks[0].process
+    );
+    let running = ops.deployer.history("platform", 1).await.unwrap();
+    assert_eq!(running[0].state, ops_core::deploy::DeployState::Running);
+
+    // The CLI deploy ends as if nothing had happened.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "the deploy hangs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    reader.join().unwrap();
+    seen.extend(rx.try_iter());
+    assert!(status.success(), "{seen:?}");
+    let h = ops.deployer.history("platform", 1).await.unwrap();
+    assert_eq!(h[0].id, running[0].id);
+    assert_eq!(
+        h[0].state,
+        ops_core::deploy::DeployState::Succeeded,
+        "{h:?}"
+    );
+    assert!(ops.deployer.locks().await.unwrap().is_empty());
+}

@@ -904,6 +904,8 @@ async fn deploy_store_suite(s: Arc<dyn Store>) {
         started_at_ms: started,
         expires_at_ms: expires,
         deploy_id: Some(id.into()),
+        process: "host:1:ab".into(),
+        heartbeat_at_ms: started,
     };
     assert!(s
         .take_layer_lock(&lock("alice", 1_000, 5_000, "d1"))

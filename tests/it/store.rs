@@ -171,3 +171,31 @@ async fn unwritable_sqlite_path_is_a_clear_error() {
     };
     assert!(matches!(e, store::StoreError::Open(_)), "{e}");
 }
+
+#[tokio::test]
+async fn truncating_the_audit_log_on_postgres_is_refused() {
+    let schema = env::PgSchema::create("trunc").await;
+    let store = store::connect(&schema.url, None).await.unwrap();
+    let actor = Actor::discord(42, "mallory");
+    store
+        .append_audit(&entry(&actor, "restart", 1, Outcome::Ok))
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&schema.url).await.unwrap();
+    for sql in [
+        "TRUNCATE audit_log",
+        "TRUNCATE TABLE audit_log RESTART IDENTITY",
+    ] {
+        let err = sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .map(|_| ())
+            .expect_err(sql)
+            .to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    let rows = store.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(rows.len(), 1, "the row survived");
+    pool.close().await;
+    schema.drop().await;
+}

@@ -40,6 +40,16 @@ pub trait Store: Send + Sync {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
     /// Audit rows, newest first.
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Audit rows whose command starts with `prefix` and whose id is above `after_id`, oldest
+    /// first, at most `limit`.
+    async fn list_audit_commands(
+        &self,
+        prefix: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The newest audit row of exactly `command`.
+    async fn last_audit_of(&self, command: &str) -> Result<Option<AuditRecord>, StoreError>;
 
     /// Links a Discord user to a GitHub account (replacing an earlier link of that user).
     async fn upsert_link(&self, link: &Link) -> Result<(), StoreError>;
@@ -97,6 +107,14 @@ pub trait Store: Send + Sync {
     /// free, taken over when the holder's lock expired (`expires_at_ms <= lock.started_at_ms`).
     /// `Ok(Err(holder))` when someone else holds it.
     async fn take_layer_lock(&self, lock: &LayerLock) -> Result<Result<(), LayerLock>, StoreError>;
+    /// Renews the heartbeat of the lock of `layer` held for `deploy_id`; `false` when that
+    /// lock is no longer held (released, or taken over).
+    async fn heartbeat_layer_lock(
+        &self,
+        layer: &str,
+        deploy_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
     async fn get_layer_lock(&self, layer: &str) -> Result<Option<LayerLock>, StoreError>;
     /// Every held lock (expired ones included), by layer.
     async fn list_layer_locks(&self) -> Result<Vec<LayerLock>, StoreError>;
@@ -130,7 +148,9 @@ pub trait Store: Send + Sync {
         layer: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DeployRecord>, StoreError>;
-    /// Marks deploys left `running` (a crash) as `interrupted` and returns them.
+    /// Marks deploys left `running` without a layer lock as `interrupted` and returns them (a
+    /// running deploy always holds its lock: recovery releases the locks of dead processes
+    /// first). A deploy whose lock is held (a CLI deploy, another bot) is left alone.
     async fn interrupt_running_deploys(
         &self,
         now_ms: i64,
@@ -138,7 +158,15 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<DeployRecord>, StoreError>;
 }
 
-/// Who holds a layer, since when, until when (a crashed holder's lock expires).
+/// A lock whose heartbeat is older than this belongs to a process that is gone (when its
+/// process cannot be checked directly, see `deploy::Deployer::recover_interrupted`): recovery
+/// frees it. The holder renews it every [`LOCK_HEARTBEAT_MS`].
+pub const LOCK_STALE_MS: i64 = 30_000;
+/// How often the process holding a layer lock renews its heartbeat.
+pub const LOCK_HEARTBEAT_MS: i64 = 5_000;
+
+/// Who holds a layer, since when, until when (a crashed holder's lock expires), and which
+/// process holds it, alive as of its last heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LayerLock {
     pub layer: String,
@@ -148,6 +176,17 @@ pub struct LayerLock {
     pub started_at_ms: i64,
     pub expires_at_ms: i64,
     pub deploy_id: Option<String>,
+    /// The process holding it (`host:pid:nonce`); empty for a lock of an older version.
+    pub process: String,
+    /// When that process last renewed it (0: never, so stale).
+    pub heartbeat_at_ms: i64,
+}
+
+impl LayerLock {
+    /// Its process renewed it within [`LOCK_STALE_MS`] of `now_ms`.
+    pub fn is_alive(&self, now_ms: i64) -> bool {
+        self.heartbeat_at_ms > now_ms - LOCK_STALE_MS
+    }
 }
 
 /// Where a deploy stands.

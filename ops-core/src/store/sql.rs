@@ -18,6 +18,13 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log (at_ms, frontend, actor_id, ac
 const LIST_AUDIT: &str = "SELECT id, at_ms, frontend, actor_id, actor_name, github_login, command, params, outcome, detail, error_id, duration_ms \
      FROM audit_log WHERE ($1 IS NULL OR actor_id = $1) AND at_ms >= $2 ORDER BY id DESC LIMIT $3";
 
+/// `substr` rather than `LIKE`: `_` in a command name is no wildcard.
+const LIST_AUDIT_COMMANDS: &str = "SELECT id, at_ms, frontend, actor_id, actor_name, github_login, command, params, outcome, detail, error_id, duration_ms \
+     FROM audit_log WHERE substr(command, 1, length($1)) = $1 AND id > $2 ORDER BY id ASC LIMIT $3";
+
+const LAST_AUDIT_OF: &str = "SELECT id, at_ms, frontend, actor_id, actor_name, github_login, command, params, outcome, detail, error_id, duration_ms \
+     FROM audit_log WHERE command = $1 ORDER BY id DESC LIMIT 1";
+
 fn audit_from_row<R: Row>(row: &R) -> Result<AuditRecord, sqlx::Error>
 where
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -119,7 +126,8 @@ where
     })
 }
 
-const LOCK_COLUMNS: &str = "layer, owner, reason, started_at_ms, expires_at_ms, deploy_id";
+const LOCK_COLUMNS: &str =
+    "layer, owner, reason, started_at_ms, expires_at_ms, deploy_id, process, heartbeat_at_ms";
 
 fn lock_from_row<R: Row>(row: &R) -> Result<LayerLock, sqlx::Error>
 where
@@ -135,14 +143,17 @@ where
         started_at_ms: row.try_get("started_at_ms")?,
         expires_at_ms: row.try_get("expires_at_ms")?,
         deploy_id: row.try_get("deploy_id")?,
+        process: row.try_get("process")?,
+        heartbeat_at_ms: row.try_get("heartbeat_at_ms")?,
     })
 }
 
 /// Inserts the lock, or takes over an expired one, in one statement.
-const TAKE_LOCK: &str = "INSERT INTO layer_locks (layer, owner, reason, started_at_ms, expires_at_ms, deploy_id) \
-     VALUES ($1, $2, $3, $4, $5, $6) \
+const TAKE_LOCK: &str = "INSERT INTO layer_locks (layer, owner, reason, started_at_ms, expires_at_ms, deploy_id, process, heartbeat_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
      ON CONFLICT (layer) DO UPDATE SET owner = excluded.owner, reason = excluded.reason, \
-     started_at_ms = excluded.started_at_ms, expires_at_ms = excluded.expires_at_ms, deploy_id = excluded.deploy_id \
+     started_at_ms = excluded.started_at_ms, expires_at_ms = excluded.expires_at_ms, deploy_id = excluded.deploy_id, \
+     process = excluded.process, heartbeat_at_ms = excluded.heartbeat_at_ms \
      WHERE layer_locks.expires_at_ms <= $4";
 
 const DEPLOY_COLUMNS: &str = "id, layer, requester, approver, reason, image_before, image_after, state, started_at_ms, finished_at_ms, summary, error";
@@ -230,6 +241,28 @@ macro_rules! sql_store {
                 rows.iter()
                     .map(|r| audit_from_row(r).map_err(query_err))
                     .collect()
+            }
+
+            async fn list_audit_commands(&self, prefix: &str, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+                let rows = sqlx::query(LIST_AUDIT_COMMANDS)
+                    .bind(prefix)
+                    .bind(after_id)
+                    .bind(i64::from(limit.clamp(1, 10_000)))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                rows.iter()
+                    .map(|r| audit_from_row(r).map_err(query_err))
+                    .collect()
+            }
+
+            async fn last_audit_of(&self, command: &str) -> Result<Option<AuditRecord>, StoreError> {
+                let row = sqlx::query(LAST_AUDIT_OF)
+                    .bind(command)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(query_err)?;
+                row.map(|r| audit_from_row(&r).map_err(query_err)).transpose()
             }
 
             async fn upsert_link(&self, l: &Link) -> Result<(), StoreError> {
@@ -425,6 +458,8 @@ macro_rules! sql_store {
                         .bind(l.started_at_ms)
                         .bind(l.expires_at_ms)
                         .bind(&l.deploy_id)
+                        .bind(&l.process)
+                        .bind(l.heartbeat_at_ms)
                         .execute(&self.pool)
                         .await
                         .map_err(query_err)?;
@@ -440,8 +475,22 @@ macro_rules! sql_store {
                     owner: "(changing hands)".into(),
                     reason: String::new(),
                     deploy_id: None,
+                    process: String::new(),
                     ..l.clone()
                 })))
+            }
+
+            async fn heartbeat_layer_lock(&self, layer: &str, deploy_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE layer_locks SET heartbeat_at_ms = $3 WHERE layer = $1 AND deploy_id = $2",
+                )
+                .bind(layer)
+                .bind(deploy_id)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(query_err)?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn get_layer_lock(&self, layer: &str) -> Result<Option<LayerLock>, StoreError> {
@@ -573,7 +622,9 @@ macro_rules! sql_store {
             async fn interrupt_running_deploys(&self, now_ms: i64, error: &str) -> Result<Vec<DeployRecord>, StoreError> {
                 let rows = sqlx::query(&format!(
                     "UPDATE deploys SET state = 'interrupted', finished_at_ms = $1, error = $2 \
-                     WHERE state = 'running' RETURNING {DEPLOY_COLUMNS}"
+                     WHERE state = 'running' AND NOT EXISTS (SELECT 1 FROM layer_locks \
+                     WHERE layer_locks.deploy_id = deploys.id) \
+                     RETURNING {DEPLOY_COLUMNS}"
                 ))
                 .bind(now_ms)
                 .bind(error)

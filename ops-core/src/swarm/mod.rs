@@ -9,6 +9,7 @@
 //! [`SwarmError::Conflict`], never a silent overwrite.
 
 pub mod actions;
+pub mod allowlist;
 pub mod docker;
 pub mod imageref;
 pub mod logs;
