@@ -15,6 +15,7 @@ mod github;
 mod image;
 mod pulumi;
 mod reliability;
+mod shipped;
 mod store;
 mod swarm_e2e;
 mod swarm_fixture;
