@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod doctor;
 pub mod exit;
 pub mod health;
 pub mod rest_latency;

@@ -10,6 +10,7 @@ mod cli;
 mod cli_deploy;
 mod deploy_e2e;
 mod discord_e2e;
+mod doctor;
 mod fake_discord_selftest;
 mod github;
 mod image;
