@@ -4,6 +4,10 @@
 //! networks those probes need and no more, and Swarm waits longer than the bot's shutdown grace
 //! before it kills the bot.
 //!
+//! The deploy-capable image (`scripts/build-image.sh --pulumi FILE`, built by `scripts/test.sh`
+//! with the Pulumi stand-in as `SPROCKET_OPS_DEPLOY_IMAGE`) has `pulumi` on its PATH: `doctor`
+//! inside it runs `pulumi version` as `/deploy` would run `pulumi`.
+//!
 //! The stack file is YAML, read here with [`yaml_value`], a reader for the block-style subset
 //! the file is written in (`key: value` by indentation, `- item` lists); `docker stack config`
 //! checks that the whole file is valid compose.
@@ -282,5 +286,81 @@ fn swarm_waits_longer_than_the_shutdown_grace_before_killing_the_bot() {
         stop >= cfg.discord.shutdown_grace_secs + 10,
         "stop_grace_period {stop} s does not cover discord.shutdown_grace_secs {} s and closing the gateway",
         cfg.discord.shutdown_grace_secs
+    );
+}
+
+/// Set by `scripts/test.sh`: the image built with `--pulumi <the stand-in>`.
+const DEPLOY_IMAGE_VAR: &str = "SPROCKET_OPS_DEPLOY_IMAGE";
+
+#[test]
+fn the_deploy_capable_image_runs_pulumi_from_its_path() {
+    let image = std::env::var(DEPLOY_IMAGE_VAR)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "sprocket-ops-deploy:latest".to_string());
+    let inspect = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+        .expect("docker runs");
+    assert!(
+        inspect.status.success(),
+        "image {image} does not exist: build it with `bash scripts/build-image.sh --pulumi \
+         target/debug/pulumi` (scripts/test.sh does, as {DEPLOY_IMAGE_VAR})"
+    );
+    // The example config, as the container sees it: `pulumi.binary = "pulumi"`, looked up on
+    // the image's PATH; nothing else is reachable (no engine socket, no Vault), which doctor
+    // reports as problems without stopping.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = env::workspace_root();
+    std::fs::copy(
+        root.join("permissions.toml"),
+        dir.path().join("permissions.toml"),
+    )
+    .unwrap();
+    let example = std::fs::read_to_string(root.join("sprocket-ops.example.toml")).unwrap();
+    assert!(
+        example.contains("binary = \"pulumi\""),
+        "the example runs pulumi from PATH"
+    );
+    std::fs::write(dir.path().join("sprocket-ops.toml"), example).unwrap();
+    // Readable by the image's user (uid 10001).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in ["sprocket-ops.toml", "permissions.toml"] {
+        std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let mount = format!("{}:/etc/sprocket-ops:ro", dir.path().display());
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--label",
+            &format!("sprocket-ops.test={}", env::run_id()),
+            "-v",
+            &mount,
+            &image,
+            "--config",
+            "/etc/sprocket-ops/sprocket-ops.toml",
+            "doctor",
+        ])
+        .output()
+        .expect("docker runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let pulumi = stdout
+        .lines()
+        .find(|l| l.contains("pulumi"))
+        .unwrap_or_else(|| panic!("doctor said nothing about pulumi: {all}"));
+    assert!(
+        pulumi.starts_with("ok: `pulumi version` runs: "),
+        "pulumi in the image: {pulumi}\n{all}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the rest is unreachable here: {all}"
     );
 }
