@@ -11,17 +11,21 @@
 #   app/     the stripped release binary and the empty /data directory (the SQLite file lives
 #            there: mount a volume on it)
 #
+#   tools/   executables for /usr/local/bin: empty, or the `pulumi` that
+#            `scripts/build-image.sh --pulumi FILE` puts there (with its libraries in system/)
+#
 # Layer deploys run the `pulumi` CLI (and Node.js for the TypeScript programs), which a scratch
-# image does not have. Where a registry is reachable, build on an image that carries both and
-# leave out the system files (that base has its own glibc, which must be at least as new as the
-# build host's, and its own /etc):
+# image does not have (deploy/README.md, "A deploy-capable image"). Where a registry is
+# reachable, build on an image that carries both and leave out the system files (that base has
+# its own glibc, which must be at least as new as the build host's, and its own /etc):
 #
 #   bash scripts/build-image.sh --build-arg RUNTIME_BASE=pulumi/pulumi-nodejs:3.x \
 #                               --build-arg SYSTEM_FILES=none
 #
 # `pulumi` must then be on the base image's PATH (this file sets no PATH, so the base's is
-# kept), or `[pulumi] binary` in sprocket-ops.toml must name it. Pulumi keeps its plugins under
-# $HOME/.pulumi: HOME is /data, the volume.
+# kept; on scratch Docker's default PATH includes /usr/local/bin), or `[pulumi] binary` in
+# sprocket-ops.toml must name it. Pulumi keeps its plugins under $HOME/.pulumi: HOME is /data,
+# the volume.
 ARG RUNTIME_BASE=scratch
 ARG SYSTEM_FILES=system
 
@@ -41,6 +45,7 @@ ARG REVISION=unknown
 COPY --from=system-files / /
 COPY --chown=10001:10001 app/data /data
 COPY app/sprocket-ops /sprocket-ops
+COPY tools/ /usr/local/bin/
 ENV HOME=/data
 LABEL org.opencontainers.image.title="sprocket-ops" \
       org.opencontainers.image.description="Discord chat-ops bot for the Sprocket platform on Docker Swarm" \
@@ -51,8 +56,9 @@ LABEL org.opencontainers.image.title="sprocket-ops" \
 EXPOSE 9464
 USER 10001:10001
 # No shell and no curl in the image: the binary probes itself (plain HTTP GET, 3 s budget,
-# exit 0 on 200 and 1 otherwise). /healthz is 200 when the Discord gateway is connected and the
-# store answers.
+# exit 0 on 200 and 1 otherwise). /healthz is liveness: 200 unless the process is stuck, also
+# while Discord is away or a deploy runs (the gateway state is in its body; /readyz has it as
+# a status).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["/sprocket-ops", "probe", "--url", "http://127.0.0.1:9464/healthz"]
 ENTRYPOINT ["/sprocket-ops"]

@@ -4,6 +4,9 @@
 #   bash scripts/build-image.sh                       # sprocket-ops:<version> and sprocket-ops:latest
 #   bash scripts/build-image.sh --build-arg RUNTIME_BASE=pulumi/pulumi-nodejs:3.x \
 #                               --build-arg SYSTEM_FILES=none      # extra args go to docker build
+#   bash scripts/build-image.sh --pulumi FILE         # FILE as /usr/local/bin/pulumi (with the
+#                                                     # libraries it needs): the rehearsal puts
+#                                                     # the stand-in (tests/pulumi-standin) there
 #
 #   1. cargo build --release -p sprocket-ops (reuses target/release: only the first build is slow,
 #      several minutes on 2 cores)
@@ -39,6 +42,25 @@ if command -v flock >/dev/null; then
     flock 9
 fi
 
+PULUMI_FILE=""
+docker_args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --pulumi)
+            [ $# -ge 2 ] || die "--pulumi needs a file"
+            PULUMI_FILE="$2"
+            shift 2
+            ;;
+        *)
+            docker_args+=("$1")
+            shift
+            ;;
+    esac
+done
+if [ -n "$PULUMI_FILE" ]; then
+    [ -x "$PULUMI_FILE" ] || die "--pulumi $PULUMI_FILE: not an executable file"
+fi
+
 started=$SECONDS
 pkgid="$(cargo pkgid -p sprocket-ops)"
 VERSION="${pkgid##*[@#]}"
@@ -60,7 +82,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 CTX="$WORK/context"
 SYS="$CTX/system"
-mkdir -p "$CTX/app/data" "$CTX/empty" "$SYS/etc/ssl/certs" "$SYS/tmp"
+mkdir -p "$CTX/app/data" "$CTX/empty" "$CTX/tools" "$SYS/etc/ssl/certs" "$SYS/tmp"
 chmod 1777 "$SYS/tmp"
 cp "$ROOT/Dockerfile" "$CTX/Dockerfile"
 if command -v strip >/dev/null; then
@@ -76,7 +98,20 @@ copy_lib() { # absolute path on the host -> same path in the image, symlinks res
 }
 # `ldd` prints `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` and, for the loader,
 # `/lib64/ld-linux-x86-64.so.2 (0x…)`; linux-vdso has no file.
-libs="$(ldd "$CTX/app/sprocket-ops" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')"
+list_libs() { ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'; }
+libs="$(list_libs "$CTX/app/sprocket-ops")"
+if [ -n "$PULUMI_FILE" ]; then
+    if command -v strip >/dev/null; then
+        strip --strip-unneeded -o "$CTX/tools/pulumi" "$PULUMI_FILE"
+    else
+        cp "$PULUMI_FILE" "$CTX/tools/pulumi"
+    fi
+    chmod 0755 "$CTX/tools/pulumi"
+    # A static executable has no libraries (ldd then fails: nothing to add).
+    extra="$(list_libs "$CTX/tools/pulumi" 2>/dev/null || true)"
+    libs="$(printf '%s\n%s\n' "$libs" "$extra" | sort -u)"
+    echo "build-image: pulumi: $PULUMI_FILE as /usr/local/bin/pulumi"
+fi
 [ -n "$libs" ] || die "ldd found no libraries: is $BIN a dynamic glibc binary?"
 libdir=""
 for lib in $libs; do
@@ -122,7 +157,7 @@ if ! docker build --quiet \
     --build-arg "REVISION=$REVISION" \
     --tag "$REPO:$VERSION" \
     --tag "$REPO:latest" \
-    "$@" \
+    ${docker_args[@]+"${docker_args[@]}"} \
     "$CTX" >"$LOG" 2>&1; then
     cat "$LOG" >&2
     die "docker build failed (output above)"

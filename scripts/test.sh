@@ -15,7 +15,8 @@
 #      sprocket-ops image (scripts/build-image.sh, exported as SPROCKET_OPS_IMAGE: a release
 #      build, several minutes the first time, incremental afterwards)
 #   4. exports SPROCKET_TEST_POSTGRES_URL, SPROCKET_TEST_IMAGE, SPROCKET_TEST_BAO and builds
-#      the bot binary for SPROCKET_OPS_BIN and the `pulumi` stand-in for SPROCKET_TEST_PULUMI
+#      the bot binary for SPROCKET_OPS_BIN and the `pulumi` stand-in for SPROCKET_TEST_PULUMI,
+#      then the deploy-capable image with that stand-in (SPROCKET_OPS_DEPLOY_IMAGE)
 #   5. cargo test --workspace --all-targets
 #   6. (full runs only) cargo fmt --check and cargo clippy -D warnings over the workspace
 # The script's exit code is non-zero when a test or a lint fails.
@@ -141,7 +142,13 @@ SPROCKET_TEST_PULUMI="${CARGO_TARGET_DIR:-$ROOT/target}/debug/pulumi"
 case "$SPROCKET_TEST_PULUMI" in /*) ;; *) SPROCKET_TEST_PULUMI="$ROOT/$SPROCKET_TEST_PULUMI" ;; esac
 [ -x "$SPROCKET_TEST_PULUMI" ] || die "$SPROCKET_TEST_PULUMI was not built"
 export SPROCKET_TEST_POSTGRES_URL SPROCKET_TEST_BAO SPROCKET_OPS_BIN SPROCKET_TEST_PULUMI
-for v in SPROCKET_TEST_POSTGRES_URL SPROCKET_TEST_IMAGE SPROCKET_TEST_BAO SPROCKET_OPS_BIN SPROCKET_TEST_PULUMI; do
+# The deploy-capable image: the same release binary, with the stand-in as /usr/local/bin/pulumi
+# (no new compile: only the image is assembled).
+SPROCKET_OPS_IMAGE_REPO="${SPROCKET_OPS_DEPLOY_IMAGE_REPO:-sprocket-ops-deploy}" \
+    bash "$ROOT/scripts/build-image.sh" --pulumi "$SPROCKET_TEST_PULUMI" ||
+    die "scripts/build-image.sh --pulumi failed"
+export SPROCKET_OPS_DEPLOY_IMAGE="${SPROCKET_OPS_DEPLOY_IMAGE_REPO:-sprocket-ops-deploy}:latest"
+for v in SPROCKET_TEST_POSTGRES_URL SPROCKET_TEST_IMAGE SPROCKET_TEST_BAO SPROCKET_OPS_BIN SPROCKET_TEST_PULUMI SPROCKET_OPS_DEPLOY_IMAGE; do
     echo "$v=${!v}"
 done
 

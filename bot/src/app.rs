@@ -24,8 +24,33 @@ use crate::exit::Exit;
 
 /// Reads and validates the config file and the permissions file it names; any problem is
 /// exit 64 with one line naming the file and the key.
+/// A missing file says what to do instead of "not found".
 pub fn load_config(path: &Path) -> Result<(Config, Permissions), Exit> {
+    if !path.exists() {
+        return Err(Exit::new(
+            Exit::USAGE,
+            format!(
+                "{}: no such configuration file: copy sprocket-ops.example.toml to {} and fill it \
+                 in (README.md, \"Configuration reference\"), or name another file with \
+                 --config FILE (or SPROCKET_OPS_CONFIG)",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
     let cfg = Config::load(path).map_err(|e| Exit::new(Exit::USAGE, e.to_string()))?;
+    if !cfg.permissions_file.exists() {
+        return Err(Exit::new(
+            Exit::USAGE,
+            format!(
+                "{}: permissions_file: {} does not exist: copy the repository's permissions.toml \
+                 there (and edit its teams), or point permissions_file at it (relative to the \
+                 configuration file)",
+                path.display(),
+                cfg.permissions_file.display()
+            ),
+        ));
+    }
     let perms = Permissions::load(&cfg.permissions_file)
         .map_err(|e| Exit::new(Exit::USAGE, e.to_string()))?;
     Ok((cfg, perms))

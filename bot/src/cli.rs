@@ -54,8 +54,12 @@ pub enum LogFormat {
 pub enum Command {
     /// Connect to Discord and serve the slash commands (needs DISCORD_TOKEN or discord.token).
     Serve,
-    /// Validate the configuration file and exit (0 valid, 64 invalid).
+    /// Validate the configuration file and exit (0 valid, 64 invalid). Static: reads the
+    /// files only, contacts nothing.
     CheckConfig,
+    /// Check the live environment: secrets present (never printed), layer directories exist,
+    /// `pulumi version` runs, Docker and Vault answer. One line per check; exit 1 on any problem.
+    Doctor,
     /// Show the Swarm services by layer.
     Status {
         /// Print JSON: {"services":[{"name","image","running","desired","layer"}]}.
@@ -235,6 +239,7 @@ pub async fn run(cli: &Cli) -> Result<(), Exit> {
             );
             Ok(())
         }
+        Command::Doctor => crate::doctor::doctor(&cfg, &cli.config).await,
         Command::Status { json, layer } => {
             if let Some(l) = layer {
                 ops_core::ops::check_layer(&ops_core::layers::LayerMap::from_config(&cfg), l)

@@ -1,7 +1,12 @@
 //! The local HTTP endpoint of `serve` (`[http] listen`, default `127.0.0.1:9464`):
-//! `GET /healthz` (200 when the Discord gateway is connected and the store answers, 503 naming
-//! the failed check otherwise) and `GET /metrics` (Prometheus text). Everything else is 404
-//! (405 for another method on those two paths). hyper 1, HTTP/1.1, one request per connection.
+//! `GET /healthz` is liveness, what the image's `HEALTHCHECK` and Swarm act on: 200 while the
+//! process answers and its runtime is not stuck ([`Heartbeat`]), whatever Discord, the store or
+//! a running deploy do (a restart would kill the deploy and fix none of them), 503 only when the
+//! heartbeat is stale; its JSON body reports the gateway, the store and the running deploys.
+//! `GET /readyz` is readiness, for observers: 200 when the gateway is connected and the store
+//! answers, 503 naming the failed check otherwise. `GET /metrics` is Prometheus text (the
+//! gateway state as `sprocket_ops_gateway_connected`). Everything else is 404 (405 for another
+//! method on those paths). hyper 1, HTTP/1.1, one request per connection.
 //!
 //! Also [`probe`], the client half used by the image's `HEALTHCHECK` (the image has no shell and
 //! no curl): a plain HTTP GET over a TCP stream, 3 s in all, exit 1 unless the answer is 200.
@@ -12,9 +17,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -45,6 +50,66 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`probe`] reads at most this much of the answer.
 const PROBE_MAX_ANSWER: u64 = 64 * 1024;
 
+/// The heartbeat ticks this often.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// A heartbeat older than this means the runtime is stuck: `/healthz` answers 503.
+pub const STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// Proof that the async runtime still schedules tasks: [`Heartbeat::spawn`] ticks it every
+/// [`HEARTBEAT_EVERY`] from a task of its own; `/healthz` reads how old the last tick is. A
+/// handler can answer while a worker is blocked (another worker runs it), so answering alone
+/// is not enough; a stale tick is the one thing a restart fixes.
+#[derive(Clone)]
+pub struct Heartbeat {
+    started: Instant,
+    /// Milliseconds after `started` of the last tick.
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat::new()
+    }
+}
+
+impl Heartbeat {
+    /// A heartbeat that just ticked (and does not tick by itself: see [`Heartbeat::spawn`]).
+    pub fn new() -> Heartbeat {
+        Heartbeat {
+            started: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Records a tick now.
+    pub fn tick(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// How long ago the last tick was.
+    pub fn age(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::SeqCst)))
+    }
+
+    /// Ticks every [`HEARTBEAT_EVERY`] in a spawned task, for the life of the runtime.
+    pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
+        let beat = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                beat.tick();
+            }
+        })
+    }
+}
+
+/// The layers being deployed by this process now (for `/healthz`'s body).
+pub type DeploysProbe = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// The future a [`StoreProbe`] returns: `Err` carries the reason (logged, not served).
 pub type ProbeFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 /// Checks that the store answers.
@@ -57,6 +122,10 @@ pub struct HealthState {
     /// True while the Discord gateway is connected (see [`watch_gateway`]).
     pub gateway_ready: Arc<AtomicBool>,
     pub store_probe: StoreProbe,
+    /// Liveness: `/healthz` fails only when this is stale.
+    pub heartbeat: Heartbeat,
+    /// The deploys running now (reported, never a reason to fail).
+    pub deploys: DeploysProbe,
 }
 
 impl HealthState {
@@ -92,12 +161,26 @@ impl HealthState {
             metrics,
             gateway_ready,
             store_probe: Arc::new(move || Box::pin(probe()) as ProbeFuture),
+            heartbeat: Heartbeat::new(),
+            deploys: Arc::new(Vec::new),
         }
+    }
+
+    /// With this heartbeat (ticked by the caller, usually through [`Heartbeat::spawn`]).
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> HealthState {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// With a view of the running deploys.
+    pub fn with_deploys(mut self, deploys: DeploysProbe) -> HealthState {
+        self.deploys = deploys;
+        self
     }
 }
 
 /// Binds `listen` (`host:port`; port 0 picks a free one), then serves in a spawned task until
-/// `shutdown` resolves. Returns the bound address. Callers skip this when `listen` is empty
+/// `shutdown` resolves, ticking `state.heartbeat` meanwhile. Returns the bound address. Callers skip this when `listen` is empty
 /// (the endpoint is disabled).
 pub async fn serve_http(
     listen: &str,
@@ -123,7 +206,12 @@ pub async fn serve_http(
     let addr = listener
         .local_addr()
         .map_err(|e| Exit::new(Exit::UNAVAILABLE, format!("http.listen `{listen}`: {e}")))?;
-    tokio::spawn(accept_loop(listener, state, shutdown));
+    // The heartbeat ticks for as long as the endpoint serves.
+    let beat = state.heartbeat.spawn();
+    tokio::spawn(async move {
+        accept_loop(listener, state, shutdown).await;
+        beat.abort();
+    });
     Ok(addr)
 }
 
@@ -173,7 +261,7 @@ async fn accept_loop(
 
 async fn handle(state: &HealthState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    if path != "/healthz" && path != "/metrics" {
+    if path != "/healthz" && path != "/readyz" && path != "/metrics" {
         return text(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
@@ -201,12 +289,39 @@ async fn handle(state: &HealthState, req: Request<Incoming>) -> Response<Full<By
         ));
         return text(StatusCode::OK, metrics::CONTENT_TYPE, body);
     }
-    let (status, body) = healthz(state).await;
+    let (status, body) = if path == "/readyz" {
+        readyz(state).await
+    } else {
+        healthz(state).await
+    };
     text(status, "application/json", body.to_string() + "\n")
 }
 
-/// The `/healthz` status and JSON body.
+/// The `/healthz` (liveness) status and JSON body: 503 only when the heartbeat is stale.
 pub async fn healthz(state: &HealthState) -> (StatusCode, serde_json::Value) {
+    let age = state.heartbeat.age();
+    let stuck = age > STUCK_AFTER;
+    let (gateway, store) = checks(state).await;
+    let body = serde_json::json!({
+        "status": if stuck { "stuck" } else { "ok" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "heartbeat_age_ms": age.as_millis() as u64,
+        "checks": { "gateway": gateway, "store": store },
+        "deploys_running": (state.deploys)(),
+    });
+    if stuck {
+        tracing::error!(
+            age_ms = age.as_millis() as u64,
+            "healthz: the runtime heartbeat is stale: reporting the process stuck"
+        );
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    } else {
+        (StatusCode::OK, body)
+    }
+}
+
+/// The gateway and store checks, as reported.
+async fn checks(state: &HealthState) -> (&'static str, &'static str) {
     let gateway = if state.gateway_ready.load(Ordering::SeqCst) {
         "ok"
     } else {
@@ -226,6 +341,13 @@ pub async fn healthz(state: &HealthState) -> (StatusCode, serde_json::Value) {
             "timeout"
         }
     };
+    (gateway, store)
+}
+
+/// The `/readyz` (readiness) status and JSON body: 200 when the gateway is connected and the
+/// store answers, 503 naming the failed checks otherwise.
+pub async fn readyz(state: &HealthState) -> (StatusCode, serde_json::Value) {
+    let (gateway, store) = checks(state).await;
     let failed: Vec<&str> = [("gateway", gateway), ("store", store)]
         .iter()
         .filter(|(_, v)| *v != "ok")
@@ -462,196 +584,4 @@ impl serenity::EventHandler for GatewayHealth {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probe_urls_parse() {
-        let u = ProbeUrl::parse("http://127.0.0.1:9464/healthz").unwrap();
-        assert_eq!(
-            u,
-            ProbeUrl {
-                host: "127.0.0.1".into(),
-                port: 9464,
-                path: "/healthz".into()
-            }
-        );
-        assert_eq!(u.authority(), "127.0.0.1:9464");
-        let u = ProbeUrl::parse("http://[::1]:80").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 80, "/"));
-        assert_eq!(u.authority(), "[::1]:80");
-        let u = ProbeUrl::parse("http://localhost?x=1").unwrap();
-        assert_eq!((u.port, u.path.as_str()), (80, "/?x=1"));
-        for bad in [
-            "https://127.0.0.1/healthz",
-            "127.0.0.1:9464",
-            "http://:9464/",
-            "http://h:99999/",
-            "http://u:p@h/",
-            "http://[::1/",
-            "http://h/a b",
-        ] {
-            assert!(ProbeUrl::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn answers_parse() {
-        assert_eq!(
-            parse_answer(b"HTTP/1.1 503 Service Unavailable\r\nA: b\r\n\r\n{\"x\":1}\n").unwrap(),
-            (503, "{\"x\":1}\n".to_string())
-        );
-        assert!(parse_answer(b"SSH-2.0-OpenSSH\r\n").is_err());
-        assert!(parse_answer(b"").is_err());
-    }
-
-    fn state(store_ok: Arc<AtomicBool>) -> (HealthState, Arc<AtomicBool>) {
-        let ready = Arc::new(AtomicBool::new(false));
-        let state = HealthState::with_store_probe(
-            Arc::new(Metrics::new()),
-            Arc::clone(&ready),
-            move || {
-                let ok = store_ok.load(Ordering::SeqCst);
-                async move {
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err("database error: locked".to_string())
-                    }
-                }
-            },
-        );
-        (state, ready)
-    }
-
-    async fn get(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.unwrap();
-        let text = String::from_utf8(raw).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, head.to_ascii_lowercase(), body.to_string())
-    }
-
-    #[tokio::test]
-    async fn health_endpoint_reports_each_check() {
-        let store_ok = Arc::new(AtomicBool::new(true));
-        let (state, ready) = state(Arc::clone(&store_ok));
-        state.metrics.command("status", "ok");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let addr = serve_http("127.0.0.1:0", state, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .unwrap();
-        assert_ne!(addr.port(), 0);
-        let url = format!("http://{addr}/healthz");
-
-        let (status, _, body) = get(addr, "GET", "/healthz").await;
-        assert_eq!(status, 503);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["status"], "unavailable");
-        assert_eq!(v["checks"]["gateway"], "not connected");
-        assert_eq!(v["checks"]["store"], "ok");
-        assert_eq!(v["failed"], serde_json::json!(["gateway"]));
-        let e = probe(&url).await.unwrap_err();
-        assert_eq!(e.code, PROBE_FAILED);
-        assert!(
-            e.message.contains("HTTP 503") && e.message.contains("gateway"),
-            "{e}"
-        );
-
-        ready.store(true, Ordering::SeqCst);
-        let (status, head, body) = get(addr, "GET", "/healthz").await;
-        assert_eq!(status, 200, "{body}");
-        assert!(head.contains("content-type: application/json"), "{head}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["status"], "ok");
-        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
-        assert!(v.get("failed").is_none());
-        probe(&url).await.unwrap();
-
-        store_ok.store(false, Ordering::SeqCst);
-        let (status, _, body) = get(addr, "GET", "/healthz").await;
-        assert_eq!(status, 503);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["checks"]["store"], "failing");
-        assert_eq!(v["failed"], serde_json::json!(["store"]));
-        assert!(
-            !body.contains("locked"),
-            "store errors are logged, not served"
-        );
-
-        let (status, head, body) = get(addr, "GET", "/metrics").await;
-        assert_eq!(status, 200);
-        assert!(
-            head.contains("content-type: text/plain; version=0.0.4"),
-            "{head}"
-        );
-        assert!(body.contains("sprocket_ops_commands_total{command=\"status\",outcome=\"ok\"} 1\n"));
-        assert!(
-            body.ends_with("sprocket_ops_gateway_connected 1\n"),
-            "{body}"
-        );
-
-        assert_eq!(get(addr, "GET", "/").await.0, 404);
-        assert_eq!(get(addr, "GET", "/healthz/x").await.0, 404);
-        let (status, head, _) = get(addr, "POST", "/metrics").await;
-        assert_eq!(status, 405);
-        assert!(head.contains("allow: get"), "{head}");
-
-        stop_tx.send(()).unwrap();
-        let mut stopped = false;
-        for _ in 0..50 {
-            if TcpStream::connect(addr).await.is_err() {
-                stopped = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(stopped, "the listener closes on shutdown");
-        let e = probe(&url).await.unwrap_err();
-        assert!(e.message.contains("cannot connect"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn bad_listen_addresses_are_exit_codes() {
-        let (state, _) = state(Arc::new(AtomicBool::new(true)));
-        let e = serve_http("", state.clone(), std::future::pending())
-            .await
-            .unwrap_err();
-        assert_eq!(e.code, Exit::USAGE);
-        let e = serve_http("not an address", state.clone(), std::future::pending())
-            .await
-            .unwrap_err();
-        assert_eq!(e.code, Exit::USAGE, "{e}");
-        let held = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let taken = held.local_addr().unwrap().to_string();
-        let e = serve_http(&taken, state, std::future::pending())
-            .await
-            .unwrap_err();
-        assert_eq!(e.code, Exit::UNAVAILABLE, "{e}");
-        assert!(e.message.contains(&taken), "{e}");
-    }
-
-    #[tokio::test]
-    async fn probe_times_out_on_a_silent_server() {
-        let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = silent.local_addr().unwrap();
-        let hold = tokio::spawn(async move {
-            let (_s, _) = silent.accept().await.unwrap();
-            tokio::time::sleep(Duration::from_secs(10)).await;
-        });
-        let started = std::time::Instant::now();
-        let e = probe(&format!("http://{addr}/healthz")).await.unwrap_err();
-        assert_eq!(e.code, PROBE_FAILED);
-        assert!(e.message.contains("no answer within 3 s"), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(5));
-        hold.abort();
-        let e = probe("ftp://x").await.unwrap_err();
-        assert_eq!(e.code, Exit::USAGE);
-    }
-}
+mod tests;

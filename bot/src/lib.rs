@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod docker_proxy;
+pub mod doctor;
 pub mod exit;
 pub mod health;
 pub mod logging;

@@ -24,16 +24,20 @@ pub async fn serve(
     let gateway_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     if !cfg.http.listen.is_empty() {
+        // Liveness is the runtime's heartbeat (ticked while the endpoint serves): a deploy or
+        // Discord being away never fails it.
+        let deployer = Arc::clone(&ops.deployer);
         let state = crate::health::HealthState::new(
             Arc::clone(&metrics),
             Arc::clone(&gateway_ready),
             Arc::clone(&ops.store),
-        );
+        )
+        .with_deploys(Arc::new(move || deployer.running_layers()));
         let addr = crate::health::serve_http(&cfg.http.listen, state, async move {
             let _ = http_stopped.await;
         })
         .await?;
-        tracing::info!(%addr, "serving /healthz and /metrics");
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     }
     let token = secrets
         .discord_token

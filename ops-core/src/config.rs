@@ -823,7 +823,7 @@ mod tests {
                 "http.listen",
             ),
             (
-                "address = \"https://vault.sprocket.mlesports.gg\"",
+                "address = \"http://127.0.0.1:8200\"",
                 "address = \"vault\"",
                 "vault.address",
             ),

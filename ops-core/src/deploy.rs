@@ -18,8 +18,10 @@
 //! 4. `pulumi up`, publishing [`DeployProgress`] (steps done of planned, the resource in
 //!    flight, redacted warnings and errors) through a callback; the Discord layer throttles.
 //! 5. Verification on the Swarm: the layer's services whose spec changed are followed to the
-//!    end of their rollout, then every service of the layer must run its desired tasks and
-//!    (layers with a tag) the requested tag; the wait is bounded.
+//!    end of their rollout, then the services the update touched, and (layers with a tag) those
+//!    that ran the layer's previous tag, must run their desired tasks, the latter with the
+//!    requested tag; the wait is bounded. A service of the layer on a third-party image that
+//!    the update left alone is not the deploy's business.
 //! 6. History: layer, requester, approver, tags before and after, result, duration, counts;
 //!    then the lock is released. [`Deployer::rollback_target`] reads the last good tag back.
 //!
@@ -736,7 +738,7 @@ impl Deployer {
         let expected_tag = req.image_tag.as_deref();
         let verify_started = Instant::now();
         let verified = tokio::select! {
-            v = self.verify(&req.layer, expected_tag, &before) => v,
+            v = self.verify(&req.layer, expected_tag, prepared.image_before.as_deref(), &before) => v,
             _ = cancel.wait() => Err(VerifyError::Cancelled),
         };
         tracing::info!(
@@ -1032,13 +1034,20 @@ impl Deployer {
     }
 
     /// Follows changed services to the end of their rollout, then waits (bounded) until every
-    /// service of the layer runs its desired tasks with the expected tag.
+    /// service the update touched or that runs the layer's image (see [`Scope`]) runs its
+    /// desired tasks, the latter with the expected tag.
     async fn verify(
         &self,
         layer: &str,
         expected_tag: Option<&str>,
+        tag_before: Option<&str>,
         before: &BTreeMap<String, ServiceInfo>,
     ) -> Result<Vec<ServiceState>, VerifyError> {
+        let scope = Scope {
+            expected_tag,
+            tag_before,
+            before,
+        };
         let started = Instant::now();
         let deadline = started + self.verify.timeout;
         let remaining = || deadline.saturating_duration_since(Instant::now());
@@ -1082,10 +1091,14 @@ impl Deployer {
         }
         loop {
             let snap = self.swarm.snapshot().await.map_err(VerifyError::Swarm)?;
-            let services = self.of_layer(layer, snap.services);
+            let services: BTreeMap<String, ServiceInfo> = self
+                .of_layer(layer, snap.services)
+                .into_iter()
+                .filter(|(_, s)| scope.checks(s))
+                .collect();
             let problems: Vec<String> = services
                 .values()
-                .filter_map(|s| service_problem(s, expected_tag))
+                .filter_map(|s| service_problem(s, scope.tag_for(s)))
                 .collect();
             if problems.is_empty() {
                 return Ok(services
@@ -1107,6 +1120,19 @@ impl Deployer {
             }
             tokio::time::sleep(self.verify.poll.min(remaining())).await;
         }
+    }
+
+    /// The layers whose deploy runs in this process now, sorted (`/healthz` reports them).
+    pub fn running_layers(&self) -> Vec<String> {
+        let mut layers: Vec<String> = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        layers.sort();
+        layers
     }
 
     /// Interrupts the deploy of `layer` running in this process: the pulumi process gets
@@ -1362,6 +1388,51 @@ enum VerifyError {
 }
 
 /// What is wrong with one service, if anything.
+/// Which services of the layer a deploy's verification looks at, and for which the tag.
+struct Scope<'a> {
+    /// The tag requested (layers with an image tag).
+    expected_tag: Option<&'a str>,
+    /// The layer's tag before the deploy (`pulumi config get`).
+    tag_before: Option<&'a str>,
+    /// The layer's services before the update.
+    before: &'a BTreeMap<String, ServiceInfo>,
+}
+
+impl Scope<'_> {
+    /// The update changed its spec (or created it).
+    fn touched(&self, s: &ServiceInfo) -> bool {
+        self.before
+            .get(&s.name)
+            .is_none_or(|b| s.version > b.version)
+    }
+
+    /// It runs the layer's image: it ran the layer's previous tag, or runs the requested one.
+    /// Without a previous tag (a first deploy), the touched services are taken to.
+    fn runs_layer_image(&self, s: &ServiceInfo) -> bool {
+        let Some(expected) = self.expected_tag else {
+            return false;
+        };
+        let was = self.before.get(&s.name).and_then(|b| image_tag(&b.image));
+        match self.tag_before {
+            Some(prev) => was == Some(prev) || image_tag(&s.image) == Some(expected),
+            None => self.touched(s),
+        }
+    }
+
+    fn checks(&self, s: &ServiceInfo) -> bool {
+        self.touched(s) || self.runs_layer_image(s)
+    }
+
+    /// The tag `s` must run, if any.
+    fn tag_for(&self, s: &ServiceInfo) -> Option<&str> {
+        if self.runs_layer_image(s) {
+            self.expected_tag
+        } else {
+            None
+        }
+    }
+}
+
 fn service_problem(s: &ServiceInfo, expected_tag: Option<&str>) -> Option<String> {
     if let Some(state) = s.update_state.as_deref() {
         if matches!(state, "updating" | "rollback_started") {
@@ -2655,6 +2726,73 @@ services = ["prod-*"]
         assert_eq!(
             f.deployer.history("platform", 1).await.unwrap()[0].state,
             DeployState::Failed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_platform_service_on_a_third_party_image_does_not_fail_the_deploy() {
+        let f = fixture(&[]).await;
+        // Chatwoot runs the vendor's image, not the platform's tag, and is down right now;
+        // the deploy does not touch it.
+        let mut chatwoot = svc("prod-chatwoot", "chatwoot/chatwoot:v3.1", 7);
+        chatwoot.running_tasks = Some(0);
+        f.swarm.services.lock().unwrap().push(chatwoot);
+        f.pulumi
+            .previews
+            .lock()
+            .unwrap()
+            .push_back(preview(&[("update", "web")]));
+        f.pulumi
+            .ups
+            .lock()
+            .unwrap()
+            .push_back(ok_up("update", "repo/web:v2"));
+        let out = f
+            .deployer
+            .deploy(&req(Some("v2"), "alice"), no_progress())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let DeployOutcome::Succeeded(report) = out else {
+            panic!("{out:?}")
+        };
+        let names: Vec<&str> = report.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["prod-web"], "only what runs the layer's image");
+    }
+
+    #[tokio::test]
+    async fn a_service_the_update_touched_must_converge_whatever_its_image() {
+        let f = fixture(&[]).await;
+        f.swarm
+            .services
+            .lock()
+            .unwrap()
+            .push(svc("prod-chatwoot", "chatwoot/chatwoot:v3.1", 7));
+        f.pulumi
+            .previews
+            .lock()
+            .unwrap()
+            .push_back(preview(&[("update", "chatwoot")]));
+        f.pulumi.ups.lock().unwrap().push_back(FakeUp {
+            set_image: Some(("prod-chatwoot", "chatwoot/chatwoot:v3.2")),
+            ..ok_up("update", "unused")
+        });
+        // The update leaves Chatwoot without a running task.
+        f.swarm
+            .services
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|s| s.name == "prod-chatwoot")
+            .unwrap()
+            .running_tasks = Some(0);
+        let e = f
+            .deployer
+            .deploy(&req(None, "alice"), no_progress())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("`prod-chatwoot` runs 0/1 tasks"),
+            "{e}"
         );
     }
 

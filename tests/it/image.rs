@@ -1,7 +1,8 @@
 //! The container image (Dockerfile + `scripts/build-image.sh`) and the deploy files: the image
 //! prints its version, is configured as documented (non-root, HEALTHCHECK through `probe`, no
 //! shell needed), resolves names through glibc's NSS in an otherwise empty filesystem, and runs
-//! as a Swarm service that connects to (the fake) Discord, turns healthy and answers `/healthz`.
+//! as a Swarm service that connects to (the fake) Discord, turns healthy and answers `/healthz`,
+//! and stays healthy (not replaced) through a Discord outage longer than its healthcheck window.
 //!
 //! The image is built by `scripts/test.sh` before `cargo test` (`bash scripts/build-image.sh`:
 //! a release build, several minutes the first time on 2 cores, incremental afterwards), which
@@ -390,6 +391,9 @@ async fn image_runs_as_a_swarm_service_that_turns_healthy() {
     // No engine and no Vault in this test: addresses that fail at once, never a DNS lookup.
     set(&mut cfg, "docker", "host", "tcp://127.0.0.1:9".into());
     set(&mut cfg, "vault", "address", "http://127.0.0.1:9".into());
+    // The shipped probes name production hosts: none of them in a test (traffic stays on
+    // loopback); the watcher itself still runs.
+    set(&mut cfg, "alerts", "probes", toml::Value::Array(Vec::new()));
     let config_text = toml::to_string(&cfg).expect("config TOML");
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -627,6 +631,67 @@ async fn image_runs_as_a_swarm_service_that_turns_healthy() {
         http_get(http_port, "/nope").await.expect("GET /nope").0,
         404
     );
+
+    // A Discord outage longer than the healthcheck window (every second, 3 retries): the bot
+    // is alive but not ready, and Swarm leaves the task alone (a restart would kill a running
+    // deploy and bring Discord back no sooner).
+    discord.set_gateway_down(true).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = http_get(http_port, "/healthz").await.expect("GET /healthz");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("healthz JSON");
+        if v["checks"]["gateway"] == "not connected" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never went down: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(10) {
+        let (status, body) = http_get(http_port, "/healthz").await.expect("GET /healthz");
+        assert_eq!(status, 200, "liveness during the outage: {body}");
+        let (status, body) = http_get(http_port, "/readyz").await.expect("GET /readyz");
+        assert_eq!(status, 503, "readiness during the outage: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let health: serde_json::Value = serde_json::from_str(&docker_ok(&[
+        "inspect",
+        "--format",
+        "{{json .State.Health}}",
+        &container_id,
+    ]))
+    .expect("health JSON");
+    assert_eq!(health["Status"], "healthy", "{health:#}");
+    assert_eq!(health["FailingStreak"], 0, "{health:#}");
+    let tasks = swarm.tasks(&service).await.expect("tasks");
+    assert!(
+        !tasks.iter().any(task_ended),
+        "{}",
+        diagnose("Swarm replaced the task during the outage".into())
+    );
+    let (_, metrics) = http_get(http_port, "/metrics").await.expect("GET /metrics");
+    assert!(
+        metrics.contains("sprocket_ops_gateway_connected 0"),
+        "{metrics}"
+    );
+    discord.set_gateway_down(false).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while http_get(http_port, "/readyz")
+        .await
+        .map(|r| r.0)
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            diagnose("the bot did not reconnect after the outage".into())
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     discord.assert_no_violations();
 
     drop(cleanup);

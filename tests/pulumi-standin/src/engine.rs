@@ -57,8 +57,10 @@ pub fn stack_urn(stack: &str, project: &str) -> String {
 }
 
 pub async fn docker() -> Result<Docker, String> {
-    let d = Docker::connect_with_local_defaults()
-        .map_err(|e| format!("creating the Docker client: {e}"))?;
+    // DOCKER_HOST (unix://, tcp:// or http://, e.g. a socket proxy) as the real Pulumi docker
+    // provider reads it; the local socket without it.
+    let d =
+        Docker::connect_with_defaults().map_err(|e| format!("creating the Docker client: {e}"))?;
     d.negotiate_version()
         .await
         .map_err(|e| format!("the Docker engine is unreachable: {e}"))

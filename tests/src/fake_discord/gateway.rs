@@ -21,6 +21,11 @@ pub const HEARTBEAT_INTERVAL_MS: u64 = 41_250;
 
 /// Upgrade handler for `/gw` (the `?v=10&encoding=json` query is ignored).
 pub async fn ws_handler(ws: WebSocketUpgrade, AxState(shared): AxState<Arc<Shared>>) -> AxResponse {
+    if shared.lock().gateway_down {
+        let mut r = AxResponse::new(axum::body::Body::from("gateway down (test)"));
+        *r.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        return r;
+    }
     ws.on_upgrade(move |socket| run(socket, shared))
 }
 

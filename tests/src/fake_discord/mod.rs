@@ -938,6 +938,15 @@ impl FakeDiscord {
         gateway::drop_connection(&self.shared, Some(4000));
     }
 
+    /// Takes the gateway down (the connection dropped, new ones refused with 503) or brings
+    /// it back: a Discord outage as long as the test wants.
+    pub async fn set_gateway_down(&self, down: bool) {
+        self.shared.lock().gateway_down = down;
+        if down {
+            gateway::drop_connection(&self.shared, None);
+        }
+    }
+
     /// Drops the gateway TCP connection without a close frame.
     pub async fn drop_gateway_abrupt(&self) {
         gateway::drop_connection(&self.shared, None);

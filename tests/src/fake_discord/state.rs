@@ -126,6 +126,8 @@ pub struct State {
     pub member_permissions: HashMap<u64, u64>,
     pub attachment_size_limit: Option<u64>,
     pub callback_deadline: Option<Duration>,
+    /// While set, the gateway refuses connections (503 to the upgrade): Discord is away.
+    pub gateway_down: bool,
 }
 
 /// Shared between the handle, the REST handlers and the gateway tasks.
