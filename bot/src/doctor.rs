@@ -124,6 +124,13 @@ fn layer_directories(cfg: &Config) -> Vec<Check> {
 async fn pulumi_version(cfg: &Config) -> Check {
     let bin = &cfg.pulumi.binary;
     let mut cmd = tokio::process::Command::new(bin);
+    // As for layer deploys: never the bot's environment (its tokens), PATH and HOME only.
+    cmd.env_clear();
+    for keep in ["PATH", "HOME"] {
+        if let Some(v) = std::env::var_os(keep) {
+            cmd.env(keep, v);
+        }
+    }
     cmd.arg("version")
         .env("PULUMI_SKIP_UPDATE_CHECK", "true")
         .stdin(std::process::Stdio::null())

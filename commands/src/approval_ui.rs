@@ -32,7 +32,7 @@ pub fn buttons(data: &Data, req: &ApprovalRequest) -> Vec<serenity::CreateAction
 
 async fn approval_page(data: &Data, req: &ApprovalRequest) -> Page {
     let votes = data.ops.approvals.votes(&req.id).await.unwrap_or_default();
-    render::approval_page(req, &votes).redacted(&data.ops.redactor)
+    render::approval_page(req, &votes).redacted_untrusted(&data.ops.redactor)
 }
 
 /// Persists an approval request, posts it in the approvals channel and a line in the audit
@@ -413,7 +413,10 @@ async fn click(
             answer
                 .ephemeral(
                     &ctx.http,
-                    &render::clip(&data.ops.redactor.redact(&confirm_text(&req)), 1900),
+                    &render::clip(
+                        &data.ops.redactor.redact_untrusted(&confirm_text(&req)),
+                        1900,
+                    ),
                     vec![serenity::CreateActionRow::Buttons(vec![confirm])],
                 )
                 .await
@@ -497,8 +500,10 @@ async fn click(
                     let _ = mci
                         .edit_response(
                             &ctx.http,
-                            serenity::EditInteractionResponse::new()
-                                .content(render::clip(&text, 1900)),
+                            serenity::EditInteractionResponse::new().content(render::clip(
+                                &data.ops.redactor.redact_untrusted(&text),
+                                1900,
+                            )),
                         )
                         .await;
                     refresh_message(&ctx.http, data, id).await;

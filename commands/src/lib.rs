@@ -187,6 +187,9 @@ pub async fn gate(
             Err(d) => format!("Not allowed: {d}"),
         }
     };
+    if !first_refusal_in_window(user.id.get()) {
+        return Err(refusal);
+    }
     data.ops
         .record(
             &Actor::discord(user.id.get(), &user.name),
@@ -199,6 +202,32 @@ pub async fn gate(
         )
         .await;
     Err(refusal)
+}
+
+/// How long the gate's refusals of one Discord account are audited once: a flood of refused
+/// commands or clicks writes one audit row per account per window, not one per attempt (the
+/// audit table is append-only).
+pub const REFUSAL_AUDIT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether this refusal of `discord_id` is the first within [`REFUSAL_AUDIT_WINDOW`] (and so
+/// audited). Bounded: entries older than the window are dropped when the map grows.
+fn first_refusal_in_window(discord_id: u64) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    use std::time::Instant;
+    static LAST: LazyLock<Mutex<HashMap<u64, Instant>>> = LazyLock::new(Default::default);
+    let now = Instant::now();
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.len() > 10_000 {
+        last.retain(|_, at| now.duration_since(*at) < REFUSAL_AUDIT_WINDOW);
+    }
+    match last.get(&discord_id) {
+        Some(at) if now.duration_since(*at) < REFUSAL_AUDIT_WINDOW => false,
+        _ => {
+            last.insert(discord_id, now);
+            true
+        }
+    }
 }
 
 /// [`gate`] for a button click or select; a refusal is answered ephemerally. `false`: refused.
@@ -263,6 +292,9 @@ pub async fn channel_check(ctx: Context<'_>) -> Result<bool, Error> {
         return Ok(false);
     }
     if let Err(d) = ctx.data().ops.admit(ctx.author().id.get()) {
+        if !first_refusal_in_window(ctx.author().id.get()) {
+            return Err(UserError(format!("Not allowed: {d}")).into());
+        }
         ctx.data()
             .ops
             .record(
@@ -630,5 +662,27 @@ pub async fn on_error(err: poise::FrameworkError<'_, Data, Error>) {
         .ephemeral(true);
     if let Err(e) = ctx.send(reply).await {
         tracing::warn!("could not send the error reply: {e}");
+    }
+}
+
+#[cfg(test)]
+mod refusal_audit_tests {
+    use super::first_refusal_in_window;
+
+    #[test]
+    fn a_flood_of_refusals_from_one_account_is_audited_once_per_window() {
+        // Ids no other test uses (the window is process-wide).
+        let (flooder, other) = (u64::MAX - 17, u64::MAX - 18);
+        assert!(first_refusal_in_window(flooder), "the first is audited");
+        for _ in 0..200 {
+            assert!(
+                !first_refusal_in_window(flooder),
+                "the rest of the flood is not"
+            );
+        }
+        assert!(
+            first_refusal_in_window(other),
+            "another account's first still is"
+        );
     }
 }

@@ -48,7 +48,18 @@ impl Page {
     /// The page with every text through the redactor (alert summaries and task errors come
     /// from Docker and probes), still within Discord's limits.
     pub fn redacted(&self, r: &Redactor) -> Page {
-        let red = |s: &str, max: usize| clip(&r.redact(s), max);
+        self.redacted_by(|s| r.redact(s).into_owned())
+    }
+
+    /// [`Page::redacted`] for a page that carries what people typed (an approval request's
+    /// summary and reason): masked, but nothing is learned from it
+    /// ([`Redactor::redact_untrusted`]).
+    pub fn redacted_untrusted(&self, r: &Redactor) -> Page {
+        self.redacted_by(|s| r.redact_untrusted(s).into_owned())
+    }
+
+    fn redacted_by(&self, redact: impl Fn(&str) -> String) -> Page {
+        let red = |s: &str, max: usize| clip(&redact(s), max);
         Page {
             title: red(&self.title, 256),
             description: red(&self.description, 4096),

@@ -121,7 +121,9 @@ async fn route(
     let routed = match tokio::time::timeout(budget, &mut routing).await {
         Ok(r) => r,
         Err(_) => {
-            ctx.defer().await?;
+            // Not yet known whether this is a refusal: defer privately, so a refusal is never
+            // public (a change that may run then reports to the caller only).
+            ctx.defer_ephemeral().await?;
             routing.await
         }
     };

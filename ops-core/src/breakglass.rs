@@ -88,7 +88,7 @@ impl Ops {
             at_ms: now_ms(),
             actor: actor.clone(),
             command: command.clone(),
-            params: self.redactor.redact_json(&params),
+            params: self.redactor.redact_json_untrusted(&params),
             outcome: Outcome::Started,
             detail: Some("break-glass: about to run without an approval".into()),
             error_id: None,

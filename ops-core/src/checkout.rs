@@ -21,7 +21,7 @@ pub struct CheckoutState {
     /// Uncommitted changes (tracked or untracked files).
     pub dirty: bool,
     /// SHA-256 over the commit, the status, the diff and untracked contents (`none` outside
-    /// a checkout, `git-unavailable` without git): any difference voids an approval.
+    /// a checkout; a checkout without git installed is an error, never unbound): any difference voids an approval.
     pub fingerprint: String,
 }
 
@@ -42,9 +42,6 @@ impl CheckoutState {
                 short(c),
                 short(&self.fingerprint)
             ),
-            (None, _) if self.fingerprint == "git-unavailable" => {
-                "unknown (git is not installed)".to_string()
-            }
             (None, _) => "not a git checkout".to_string(),
         }
     }
@@ -55,14 +52,20 @@ fn short(s: &str) -> &str {
 }
 
 async fn git(dir: &Path, args: &[&str]) -> Result<std::process::Output, std::io::Error> {
-    Command::new("git")
-        .args(["-c", "core.fsmonitor=false", "-c", "core.quotepath=off"])
+    let mut cmd = Command::new("git");
+    // Never the bot's environment (its Discord, GitHub and Vault tokens): PATH and HOME only.
+    cmd.env_clear();
+    for keep in ["PATH", "HOME"] {
+        if let Some(v) = std::env::var_os(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    cmd.args(["-c", "core.fsmonitor=false", "-c", "core.quotepath=off"])
         .args(args)
         .current_dir(dir)
         .env("GIT_OPTIONAL_LOCKS", "0")
         .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -92,11 +95,20 @@ pub async fn read(dir: &Path) -> Result<CheckoutState, CheckoutError> {
     let head = match git(dir, &["rev-parse", "--verify", "HEAD"]).await {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::warn!(dir = %dir.display(), "git is not installed: the infra commit is not bound to approvals");
+            // Fail closed: a checkout whose commit cannot be read cannot be bound to an
+            // approval. Only a directory outside any git checkout binds the preview alone.
+            if dir.ancestors().any(|d| d.join(".git").exists()) {
+                return Err(CheckoutError {
+                    detail: format!(
+                        "{} is a git checkout but git is not installed: its commit cannot be bound to approvals (install git beside pulumi)",
+                        dir.display()
+                    ),
+                });
+            }
             return Ok(CheckoutState {
                 commit: None,
                 dirty: false,
-                fingerprint: "git-unavailable".into(),
+                fingerprint: "none".into(),
             });
         }
         Err(e) => {

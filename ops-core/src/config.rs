@@ -553,6 +553,29 @@ impl Config {
                 ),
             ));
         }
+        // pulumi never gets the bot's own secrets, whatever pass_env says.
+        let own: Vec<&str> = [
+            Some(&self.discord.token),
+            Some(&self.github.token),
+            self.vault.as_ref().map(|v| &v.token),
+            self.database.password.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.env.as_deref())
+        .chain(["DISCORD_TOKEN", "GITHUB_TOKEN", "VAULT_TOKEN"])
+        .collect();
+        if let Some(bad) = self
+            .pulumi
+            .pass_env
+            .iter()
+            .find(|n| own.contains(&n.as_str()))
+        {
+            return Err((
+                "pulumi.pass_env".into(),
+                format!("`{bad}` holds one of sprocket-ops' own secrets: it is never passed on to pulumi"),
+            ));
+        }
         if self.pulumi.binary.as_os_str().is_empty() {
             return Err(("pulumi.binary".into(), "must not be empty".into()));
         }
@@ -730,6 +753,12 @@ mod tests {
     #[test]
     fn bad_configs_name_the_key() {
         let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "lock_ttl_secs = 3600",
+                "lock_ttl_secs = 3600\npass_env = [\"AWS_REGION\", \"DISCORD_TOKEN\"]",
+                "pulumi.pass_env",
+                "own secrets",
+            ),
             (
                 "guild_id = 1000",
                 "guild_id = 0",

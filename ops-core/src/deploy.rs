@@ -27,7 +27,7 @@
 //!
 //! [`Deployer::cancel`] interrupts the running `pulumi` gracefully (SIGINT, as Ctrl-C does).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -380,6 +380,44 @@ struct Held {
     layer: String,
     deploy_id: String,
     _heartbeat: Heartbeat,
+    _mark: HeldMark,
+}
+
+/// The deploy ids of every layer lock this process holds (runs and plans alike, whichever
+/// [`Deployer`] took them), from just before the lock is taken until its [`Held`] drops:
+/// recovery in this process never frees these ([`Deployer::holder_alive`]).
+static HELD_IDS: std::sync::LazyLock<Mutex<HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn held_here(deploy_id: &str) -> bool {
+    HELD_IDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(deploy_id)
+}
+
+/// Marks a deploy id as held by this process until dropped.
+struct HeldMark {
+    id: String,
+}
+
+impl HeldMark {
+    fn new(id: &str) -> HeldMark {
+        HELD_IDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string());
+        HeldMark { id: id.to_string() }
+    }
+}
+
+impl Drop for HeldMark {
+    fn drop(&mut self) {
+        HELD_IDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
 }
 
 /// The config change and preview of one attempt.
@@ -839,6 +877,8 @@ impl Deployer {
             .get_layer_lock(&req.layer)
             .await
             .map_err(|e| self.store_error(e))?;
+        // Marked before the lock exists, so no sweep can see it unmarked; a refusal drops it.
+        let mark = HeldMark::new(deploy_id);
         match self.store.take_layer_lock(&lock).await {
             Ok(Ok(())) => {
                 // An expired lock was taken over: its deploy did not end cleanly.
@@ -857,6 +897,7 @@ impl Deployer {
                     layer: req.layer.clone(),
                     deploy_id: deploy_id.to_string(),
                     _heartbeat: self.start_heartbeat(&req.layer, deploy_id),
+                    _mark: mark,
                 })
             }
             Ok(Err(holder)) => Err(DeployError::Locked {
@@ -1198,12 +1239,10 @@ impl Deployer {
     /// here; another process of this machine and pid namespace by its pid and start time
     /// (`/proc`); any other by its heartbeat (renewed within [`crate::store::LOCK_STALE_MS`]).
     fn holder_alive(&self, lock: &LayerLock, now: i64) -> bool {
+        let held = || lock.deploy_id.as_deref().is_some_and(held_here);
         if lock.process == self.process {
-            return self
-                .active
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&lock.layer);
+            // Held (a run or a plan, from before the lock was taken) until its guard drops.
+            return held();
         }
         match (
             ProcessId::parse(&self.process),
@@ -1211,8 +1250,8 @@ impl Deployer {
         ) {
             (Some(me), Some(them)) if me.machine == them.machine => {
                 if (me.pid, me.start) == (them.pid, them.start) {
-                    // This very process, through a deployer that no longer runs.
-                    return false;
+                    // This very process, through another deployer: held while its guard lives.
+                    return held();
                 }
                 proc_start_time(them.pid) == Some(them.start)
             }
@@ -2072,6 +2111,9 @@ services = ["prod-*"]
         ups_started: AtomicU64,
         /// `config set` to this value fails (a restore that cannot be written).
         fail_set_to: Mutex<Option<String>>,
+        /// The next preview waits for this (a slow `pulumi preview`); counted when it starts.
+        preview_gate: Mutex<Option<Arc<Notify>>>,
+        previews_started: AtomicU64,
     }
 
     impl FakePulumi {
@@ -2122,6 +2164,11 @@ services = ["prod-*"]
                 .lock()
                 .unwrap()
                 .push(format!("preview --stack {}", stack.stack));
+            self.previews_started.fetch_add(1, Ordering::SeqCst);
+            let gate = self.preview_gate.lock().unwrap().take();
+            if let Some(gate) = gate {
+                gate.notified().await;
+            }
             Ok(self
                 .previews
                 .lock()

@@ -243,7 +243,8 @@ impl Ops {
             at_ms: now_ms(),
             actor: actor.clone(),
             command: command.to_string(),
-            params: self.redactor.redact_json(params),
+            // What a person typed: masked, never learned from (see `redact_untrusted`).
+            params: self.redactor.redact_json_untrusted(params),
             outcome,
             detail: detail.map(|d| self.redactor.redact(&d).into_owned()),
             error_id,

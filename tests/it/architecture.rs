@@ -190,13 +190,28 @@ fn the_log_writer_redacts_and_pulumi_starts_with_an_empty_environment() {
             && !main.contains(".with_writer(std::io::stderr)"),
         "bot/src/main.rs writes log records to stderr without the redacting writer"
     );
-    let runner =
-        std::fs::read_to_string(root.join("ops-core/src/pulumi/runner.rs")).expect("runner.rs");
-    let spawns = runner.matches("Command::new(").count();
-    assert_eq!(
-        spawns,
-        runner.matches(".env_clear()").count(),
-        "every process the Pulumi runner starts clears its environment first"
+    // Every process the bot starts (pulumi, git, doctor's `pulumi version`) clears its
+    // environment first, so no child inherits DISCORD_TOKEN, GITHUB_TOKEN or VAULT_TOKEN.
+    let mut checked = 0;
+    for krate in ["ops-core", "commands", "bot"] {
+        let mut files = Vec::new();
+        rust_files(&root.join(krate).join("src"), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("readable");
+            let text = text.split("#[cfg(test)]").next().unwrap_or(&text);
+            let spawns = text.matches("Command::new(").count();
+            checked += spawns;
+            assert_eq!(
+                spawns,
+                text.matches(".env_clear()").count(),
+                "{}: every process it starts clears its environment first",
+                f.display()
+            );
+        }
+    }
+    assert!(
+        checked >= 3,
+        "the scan found the pulumi, git and doctor spawns"
     );
 }
 

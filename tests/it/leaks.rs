@@ -407,7 +407,12 @@ async fn planted_secrets_leave_by_no_path_in_no_encoding() {
         .invoke(
             &op,
             "logs",
-            json!([{ "name": "service", "value": svc.name() }, { "name": "follow", "value": true }]),
+            // public:true streams into a thread (the private answer is `/logs`' default).
+            json!([
+                { "name": "service", "value": svc.name() },
+                { "name": "follow", "value": true },
+                { "name": "public", "value": true }
+            ]),
         )
         .await
         .wait_final(T, |r| r.text().contains("Following"))

@@ -193,6 +193,50 @@ impl Redactor {
         }
     }
 
+    /// The text with every secret masked, learning nothing: for text a person typed (command
+    /// parameters, reasons, summaries). A labelled value in it is masked in this text only;
+    /// learning it would let anyone who can type make any word vanish from every later output
+    /// (and use up the learning budget real secrets need).
+    pub fn redact_untrusted<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let known = self.mask_known(text);
+        let src = known.as_deref().unwrap_or(text);
+        let mut labelled = Vec::new();
+        let mut out = patterns::mask(src, MIN_SECRET_LEN, &mut labelled).or(known);
+        for v in labelled {
+            let cur = out.as_deref().unwrap_or(text);
+            if cur.contains(v.as_str()) {
+                out = Some(cur.replace(v.as_str(), MASK));
+            }
+        }
+        match out {
+            Some(s) => Cow::Owned(s),
+            None => Cow::Borrowed(text),
+        }
+    }
+
+    /// [`Redactor::redact_json`] for values a person typed: masks, learns nothing.
+    pub fn redact_json_untrusted(&self, v: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => Value::String(self.redact_untrusted(s).into_owned()),
+            Value::Array(a) => {
+                Value::Array(a.iter().map(|x| self.redact_json_untrusted(x)).collect())
+            }
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, x)| {
+                        let x = match x {
+                            Value::String(_) if is_sensitive_key(k) => Value::String(MASK.into()),
+                            _ => self.redact_json_untrusted(x),
+                        };
+                        (k.clone(), x)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     /// Redacts every string inside a JSON value (keys stay as they are); values under keys
     /// naming a secret are masked whatever they are.
     pub fn redact_json(&self, v: &serde_json::Value) -> serde_json::Value {

@@ -392,3 +392,32 @@ fn fifty_known_values_in_one_pass() {
     let out = r.redact(&line);
     assert_eq!(out.matches(MASK).count(), 50, "{out}");
 }
+
+#[test]
+fn text_a_person_typed_teaches_the_redactor_nothing() {
+    let r = Redactor::default();
+    // The attack: a parameter labelled like a secret, naming a word the bot shows elsewhere.
+    let typed = "token=vault-service please";
+    let shown = r.redact_untrusted(typed);
+    assert!(
+        !shown.contains("vault-service"),
+        "masked where typed: {shown}"
+    );
+    let json = r.redact_json_untrusted(&serde_json::json!({
+        "grep": "password=alice-admin",
+        "secret": "hunter2-long",
+    }));
+    assert!(!json.to_string().contains("alice-admin"), "{json}");
+    assert!(!json.to_string().contains("hunter2-long"), "{json}");
+    assert_eq!(r.known(), 0, "nothing learned from typed text");
+    // So the service and the login still show in the bot's own output.
+    assert_eq!(
+        r.redact("restart `vault-service` requested by alice-admin"),
+        "restart `vault-service` requested by alice-admin"
+    );
+    // Known secrets are still masked in typed text.
+    let k = Redactor::new(["s3cr3t-value-xyz"]);
+    assert!(!k
+        .redact_untrusted("look: s3cr3t-value-xyz")
+        .contains("s3cr3t-value-xyz"));
+}

@@ -69,12 +69,25 @@ pub(super) fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> Ops
     }
 }
 
-/// The service id and spec version an approval pinned.
-pub(super) fn bound_version(bound: &serde_json::Value) -> Option<(&str, u64)> {
-    Some((
-        bound.get("service_id")?.as_str()?,
-        bound.get("version")?.as_u64()?,
-    ))
+/// The service id and spec version an approval pinned: `None` when it pinned nothing (a request
+/// made before pins existed); a pin that cannot be read voids the request (nothing applied),
+/// never runs it unpinned.
+pub(super) fn bound_version(bound: &serde_json::Value) -> Result<Option<(&str, u64)>, ExecFailure> {
+    if bound.is_null() {
+        return Ok(None);
+    }
+    let pin = (|| {
+        Some((
+            bound.get("service_id")?.as_str()?,
+            bound.get("version")?.as_u64()?,
+        ))
+    })();
+    match pin {
+        Some(p) => Ok(Some(p)),
+        None => Err(ExecFailure::Void(
+            "the approval's pinned service version cannot be read: nothing was applied; ask for a new approval".into(),
+        )),
+    }
 }
 
 /// Reads the service with its spec facts; an adapter without them (a test fake) gives the
@@ -184,7 +197,7 @@ impl ActionExecutor for ScaleToZero {
         _approvers: &[String],
     ) -> Result<String, ExecFailure> {
         let name = service_param(params)?;
-        let Some((id, version)) = bound_version(bound) else {
+        let Some((id, version)) = bound_version(bound)? else {
             return Ok(self.execute(params).await?);
         };
         let started = self
@@ -308,7 +321,7 @@ impl ActionExecutor for ServiceRollback {
         _approvers: &[String],
     ) -> Result<String, ExecFailure> {
         let name = service_param(params)?;
-        let Some((id, version)) = bound_version(bound) else {
+        let Some((id, version)) = bound_version(bound)? else {
             return Ok(self.execute(params).await?);
         };
         let started = self
@@ -465,5 +478,27 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.summary.contains("does not support `rollback`"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod pin_tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_pin_voids_the_request_instead_of_running_it_unpinned() {
+        assert!(matches!(bound_version(&serde_json::Value::Null), Ok(None)));
+        let ok = serde_json::json!({"service_id": "abc", "version": 7});
+        assert!(matches!(bound_version(&ok), Ok(Some(("abc", 7)))));
+        for bad in [
+            serde_json::json!({"service_id": "abc"}),
+            serde_json::json!({"version": "7"}),
+            serde_json::json!("junk"),
+        ] {
+            assert!(
+                matches!(bound_version(&bad), Err(ExecFailure::Void(_))),
+                "{bad}"
+            );
+        }
     }
 }

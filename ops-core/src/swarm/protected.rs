@@ -153,7 +153,7 @@ impl ActionExecutor for ProtectedBump {
     ) -> Result<String, ExecFailure> {
         let name = service_param(params)?;
         let target = image_param(params, &self.images)?;
-        let Some((id, version)) = bound_version(bound) else {
+        let Some((id, version)) = bound_version(bound)? else {
             return Ok(self.execute(params).await?);
         };
         let s = self
@@ -249,7 +249,7 @@ impl ActionExecutor for ProtectedScale {
     ) -> Result<String, ExecFailure> {
         let name = service_param(params)?;
         let replicas = replicas_param(params)?;
-        let Some((id, version)) = bound_version(bound) else {
+        let Some((id, version)) = bound_version(bound)? else {
             return Ok(self.execute(params).await?);
         };
         let s = self
@@ -340,7 +340,7 @@ impl ActionExecutor for ProtectedRestart {
         _approvers: &[String],
     ) -> Result<String, ExecFailure> {
         let name = service_param(params)?;
-        let Some((id, version)) = bound_version(bound) else {
+        let Some((id, version)) = bound_version(bound)? else {
             return Ok(self.execute(params).await?);
         };
         let s = self

@@ -1,6 +1,8 @@
 //! Issue 12 regressions of the deployer: a failed restore of the image tag is reported, never
 //! only logged; start-up recovery never frees the lock of a live process (elsewhere: by its
-//! heartbeat, which the holder renews), and frees the locks of processes that are gone.
+//! heartbeat, which the holder renews), and frees the locks of processes that are gone; the
+//! periodic recovery never frees the lock of a plan (the preview of an approval request) that
+//! this very process is running.
 
 use super::*;
 
@@ -276,4 +278,41 @@ async fn a_lock_of_a_local_process_that_is_gone_is_freed_and_one_that_runs_is_ke
         locks.iter().map(|l| l.layer.as_str()).collect::<Vec<_>>(),
         ["platform"]
     );
+}
+
+#[tokio::test]
+async fn recovery_in_the_same_process_never_frees_the_lock_of_a_running_plan() {
+    let f = fixture(&[]).await;
+    f.pulumi
+        .previews
+        .lock()
+        .unwrap()
+        .push_back(preview(&[("update", "web")]));
+    let gate = Arc::new(Notify::new());
+    *f.pulumi.preview_gate.lock().unwrap() = Some(gate.clone());
+    let d = f.deployer.clone();
+    let planning = tokio::spawn(async move { d.plan(&req(Some("v2"), "alice")).await });
+    while f.pulumi.previews_started.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The bot's 10 s sweep runs recovery while the (slow) preview of the plan is in flight.
+    let back = f.deployer.recover_interrupted().await.unwrap();
+    assert!(back.is_empty(), "{back:?}");
+    let locks = f.deployer.locks().await.unwrap();
+    assert_eq!(locks.len(), 1, "the plan's lock is kept while it runs");
+    // So a second deploy of the layer is refused, naming the holder.
+    let e = f
+        .deployer
+        .deploy(&req(Some("v3"), "bob"), no_progress())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DeployError::Locked { .. }), "{e}");
+    gate.notify_one();
+    planning.await.unwrap().unwrap();
+    assert!(
+        f.deployer.locks().await.unwrap().is_empty(),
+        "released after"
+    );
+    // And once released, nothing of it is left to recover.
+    assert!(f.deployer.recover_interrupted().await.unwrap().is_empty());
 }
