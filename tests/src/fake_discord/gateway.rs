@@ -169,7 +169,7 @@ async fn handle_client_frame(
                 st.session_id = Some(session.clone());
                 st.seq = 0;
                 st.dispatch_log.clear();
-                let resume_url = format!("ws://127.0.0.1:{}/gw", shared.port);
+                let resume_url = format!("ws://{}:{}/gw", shared.host, shared.port);
                 let ready = model::ready(
                     FakeDiscord::APPLICATION_ID,
                     FakeDiscord::GUILD_ID,

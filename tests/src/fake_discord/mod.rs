@@ -403,13 +403,20 @@ impl FakeDiscord {
     /// Binds 127.0.0.1:0 and serves REST and the gateway on that port. Loads the OpenAPI spec
     /// (panics if it is missing: validation is mandatory).
     pub async fn start() -> FakeDiscord {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// As [`FakeDiscord::start`], on `host` instead of 127.0.0.1 (for example the gateway
+    /// address of a Docker network a test made, so a containerised bot reaches it); the URLs
+    /// it gives (REST base, the gateway URL of `GET /gateway/bot`) name that address.
+    pub async fn start_on(host: std::net::IpAddr) -> FakeDiscord {
         // Fail fast (and clearly) if the spec is missing.
         let _ = openapi::spec();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind((host, 0))
             .await
-            .expect("fake Discord: cannot bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("fake Discord: cannot bind {host}:0: {e}"));
         let port = listener.local_addr().expect("local addr").port();
-        let shared = Arc::new(Shared::new(port));
+        let shared = Arc::new(Shared::new(host, port));
         {
             let mut st = shared.lock();
             let raw = model::channel(Self::CHANNEL_ID, Self::GUILD_ID, 0, "ops", None, None);
@@ -443,14 +450,14 @@ impl FakeDiscord {
         FakeDiscord { shared }
     }
 
-    /// `http://127.0.0.1:PORT`: what the bot passes to `HttpBuilder::proxy`.
+    /// `http://HOST:PORT`: what the bot passes to `HttpBuilder::proxy`.
     pub fn api_base_url(&self) -> String {
         self.shared.base_url()
     }
 
-    /// `ws://127.0.0.1:PORT/gw`
+    /// `ws://HOST:PORT/gw`
     pub fn gateway_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/gw", self.shared.port)
+        format!("ws://{}:{}/gw", self.shared.host, self.shared.port)
     }
 
     /// Adds a text channel to the guild (posting to an unknown channel is a 404 + violation).

@@ -535,7 +535,7 @@ fn dispatch(
 }
 
 fn gateway_url(shared: &Shared) -> String {
-    format!("ws://127.0.0.1:{}/gw", shared.port)
+    format!("ws://{}:{}/gw", shared.host, shared.port)
 }
 
 fn unknown_channel(cid: &str, violations: &mut Vec<String>) -> Reply {

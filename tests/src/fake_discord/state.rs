@@ -132,15 +132,18 @@ pub struct State {
 
 /// Shared between the handle, the REST handlers and the gateway tasks.
 pub struct Shared {
+    /// The address it listens on (127.0.0.1 unless started with [`super::FakeDiscord::start_on`]).
+    pub host: std::net::IpAddr,
     pub port: u16,
     pub state: Mutex<State>,
     pub changed: watch::Sender<u64>,
 }
 
 impl Shared {
-    pub fn new(port: u16) -> Shared {
+    pub fn new(host: std::net::IpAddr, port: u16) -> Shared {
         let (changed, _) = watch::channel(0);
         Shared {
+            host,
             port,
             state: Mutex::new(State::default()),
             changed,
@@ -164,9 +167,9 @@ impl Shared {
         self.bump();
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://HOST:PORT`
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// Waits until `f` returns `Some`, re-checking after every state change, up to `timeout`.
