@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use ops_core::config::Config;
+use ops_core::custom_id::{CustomId, Malformed};
 use ops_core::permissions::Permissions;
 use poise::serenity_prelude as serenity;
 
@@ -143,17 +144,60 @@ pub async fn serve(
                             if !commands::gate_component(ctx, data, mci).await {
                                 return Ok(());
                             }
-                            let handled = commands::vault::handle_share_click(ctx, data, mci).await
-                                || commands::deploy::handle_rollback_click(ctx, data, mci).await
-                                || commands::alerts::handle_silence_click(ctx, data, mci).await;
-                            if !handled {
-                                commands::approval_ui::handle_component(ctx, data, mci).await;
+                            // One parse of every id the bot makes, one dispatch; ids of
+                            // other components are left alone.
+                            match CustomId::parse(&mci.data.custom_id) {
+                                Some(Ok(CustomId::VaultShare { ceremony })) => {
+                                    commands::vault::handle_share_click(ctx, data, mci, &ceremony)
+                                        .await
+                                }
+                                Some(Ok(CustomId::DeployRollback { layer })) => {
+                                    commands::deploy::handle_rollback_click(ctx, data, mci, &layer)
+                                        .await
+                                }
+                                Some(Ok(CustomId::Silence { notifications })) => {
+                                    commands::alerts::handle_silence_click(
+                                        ctx,
+                                        data,
+                                        mci,
+                                        Ok(notifications),
+                                    )
+                                    .await
+                                }
+                                Some(Err(Malformed::Silence)) => {
+                                    commands::alerts::handle_silence_click(ctx, data, mci, Err(()))
+                                        .await
+                                }
+                                Some(Ok(CustomId::Approval(button))) => {
+                                    commands::approval_ui::handle_component(
+                                        ctx,
+                                        data,
+                                        mci,
+                                        Ok(button),
+                                    )
+                                    .await
+                                }
+                                Some(Err(Malformed::Approval)) => {
+                                    commands::approval_ui::handle_component(
+                                        ctx,
+                                        data,
+                                        mci,
+                                        Err(Malformed::Approval),
+                                    )
+                                    .await
+                                }
+                                // A form's id on a button, or not one of ours.
+                                Some(Ok(CustomId::VaultModal { .. })) | None => {}
                             }
                         }
                         serenity::FullEvent::InteractionCreate {
                             interaction: serenity::Interaction::Modal(m),
                         } if commands::gate_modal(ctx, data, m).await => {
-                            commands::vault::handle_share_modal(ctx, data, m).await
+                            if let Some(Ok(CustomId::VaultModal { ceremony })) =
+                                CustomId::parse(&m.data.custom_id)
+                            {
+                                commands::vault::handle_share_modal(ctx, data, m, &ceremony).await
+                            }
                         }
                         _ => {}
                     }

@@ -13,23 +13,20 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ops_core::alerts::control::MAX_SILENCE;
 use ops_core::alerts::engine::{Notification, NotificationKind};
-use ops_core::alerts::{AlertSink, AlertState, Phase, SinkError};
+use ops_core::alerts::{AlertSink, AlertState, SinkError};
 use ops_core::audit::{Actor, Outcome};
+use ops_core::custom_id::{CustomId, Malformed, MAX_LEN as CUSTOM_ID_MAX, SILENCE_PREFIX};
 use ops_core::layers::glob_match;
 use ops_core::ops::Access;
 use ops_core::redact::Redactor;
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-use crate::render::{clip, Page, GREEN, YELLOW};
+use crate::render::{clip, silenced_page, silences_page, GREEN};
 use crate::{actor, allow_with, Context, Data, Error, UserError};
 
-/// The custom id prefix of the silence button; the rest is the notification ids, `.`-separated.
-pub const SILENCE_BUTTON_PREFIX: &str = "alsil:";
 /// How long the button silences.
 pub const BUTTON_SILENCE: Duration = Duration::from_secs(3600);
-/// Discord's limit on a custom id.
-const CUSTOM_ID_MAX: usize = 100;
 /// The longest key or glob `/silence` accepts.
 pub const PATTERN_MAX: usize = 200;
 
@@ -47,7 +44,7 @@ pub struct DiscordSink {
 /// The silence button's custom id for the firing/reminder notifications of one message: as
 /// many ids as fit in Discord's 100 characters; `None` when there is nothing to silence.
 pub fn silence_button_id(notifications: &[Notification]) -> Option<String> {
-    let mut id = SILENCE_BUTTON_PREFIX.to_string();
+    let mut id = SILENCE_PREFIX.to_string();
     let mut any = false;
     for n in notifications.iter().filter(|n| {
         matches!(
@@ -72,12 +69,11 @@ pub fn silence_button_id(notifications: &[Notification]) -> Option<String> {
 /// The notification ids in a silence button's custom id. `None`: not a silence button;
 /// `Some(Err)`: ours but malformed (a modified client).
 pub fn parse_silence_button_id(custom_id: &str) -> Option<Result<Vec<u64>, ()>> {
-    let rest = custom_id.strip_prefix(SILENCE_BUTTON_PREFIX)?;
-    let ids: Result<Vec<u64>, ()> = rest
-        .split('.')
-        .map(|p| p.parse::<u64>().map_err(|_| ()))
-        .collect();
-    Some(ids.and_then(|v| if v.is_empty() { Err(()) } else { Ok(v) }))
+    match CustomId::parse(custom_id)? {
+        Ok(CustomId::Silence { notifications }) => Some(Ok(notifications)),
+        Err(Malformed::Silence) => Some(Err(())),
+        _ => None,
+    }
 }
 
 #[async_trait]
@@ -130,62 +126,31 @@ impl AlertSink for DiscordSink {
     }
 }
 
-/// `30m`, `2h`, `1d`, `90s`, or a sum like `1h30m` -> a duration, strictly: every part is a
-/// number and one of the units s, m, h, d; the total is more than zero and at most
+/// `30m`, `2h`, `1d`, `90s`, or a sum like `1h30m` -> a duration, strictly
+/// ([`ops_core::duration`]'s grammar): the total is more than zero and at most
 /// [`MAX_SILENCE`]. The error says what is wrong, for the user.
 pub fn parse_silence_duration(input: &str) -> Result<Duration, String> {
+    use ops_core::duration::{parse_duration, DurationError};
     const HINT: &str = "a number and a unit (s, m, h or d), like 30m, 2h or 1d";
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(format!("The duration is empty: give {HINT}."));
-    }
-    let shown = clip(s, 40);
-    let mut total: u64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("`{shown}` is not a duration: give {HINT}."));
-        }
-        let (num, after) = rest.split_at(digits);
-        let mut chars = after.chars();
-        let unit = match chars.next() {
-            Some(c) => c,
-            None => return Err(format!("`{shown}` has no unit: give {HINT}.")),
-        };
-        let secs_per = match unit.to_ascii_lowercase() {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => {
-                return Err(format!(
-                    "`{shown}`: the unit must be s, m, h or d ({HINT})."
-                ))
-            }
-        };
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{shown}` is longer than the longest silence, 7d."))?;
-        total = n
-            .checked_mul(secs_per)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("`{shown}` is longer than the longest silence, 7d."))?;
-        rest = chars.as_str();
-    }
-    if total == 0 {
+    let shown = clip(input.trim(), 40);
+    let total = parse_duration(input).map_err(|e| match e {
+        DurationError::Empty => format!("The duration is empty: give {HINT}."),
+        DurationError::NotADuration => format!("`{shown}` is not a duration: give {HINT}."),
+        DurationError::NoUnit => format!("`{shown}` has no unit: give {HINT}."),
+        DurationError::BadUnit => format!("`{shown}`: the unit must be s, m, h or d ({HINT})."),
+        DurationError::TooLong => format!("`{shown}` is longer than the longest silence, 7d."),
+    })?;
+    if total.is_zero() {
         return Err(format!(
             "`{shown}` is zero: a silence must last at least 1s."
         ));
     }
-    if total > MAX_SILENCE.as_secs() {
+    if total > MAX_SILENCE {
         return Err(format!(
             "`{shown}` is longer than the longest silence, 7d: silence again when it ends."
         ));
     }
-    Ok(Duration::from_secs(total))
+    Ok(total)
 }
 
 /// Checks a key or glob typed into `/silence`: not empty, at most [`PATTERN_MAX`] characters,
@@ -220,108 +185,6 @@ pub fn matching<'a>(pattern: &str, open: &'a [AlertState]) -> Vec<&'a AlertState
         .collect();
     v.sort_by(|a, b| a.key.cmp(&b.key));
     v
-}
-
-fn phase_word(p: Phase) -> &'static str {
-    match p {
-        Phase::Firing => "firing",
-        Phase::Pending => "pending",
-        Phase::Resolved => "resolved",
-        Phase::Ok => "ok",
-    }
-}
-
-/// Lines `` `key` (phase): summary ``, clipped to about `budget` characters with a count of the
-/// rest.
-fn alert_lines(alerts: &[&AlertState], budget: usize) -> String {
-    let mut out = String::new();
-    for (i, a) in alerts.iter().enumerate() {
-        let line = clip(
-            &format!(
-                "• `{}` ({}): {}",
-                a.key,
-                phase_word(a.phase),
-                a.summary.replace('\n', " ")
-            ),
-            200,
-        );
-        let more = format!("… and {} more", alerts.len() - i);
-        if out.len() + line.len() + 1 + more.len() + 1 > budget {
-            out.push_str(&more);
-            return out;
-        }
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out.trim_end().to_string()
-}
-
-/// The answer to a `/silence` that was applied.
-pub fn silenced_page(pattern: &str, until_ms: i64, who: &str, matches: &[&AlertState]) -> Page {
-    let secs = until_ms.div_euclid(1000);
-    let now = if matches.is_empty() {
-        "No open alert matches it now; it also holds back alerts that start before it ends."
-            .to_string()
-    } else {
-        alert_lines(matches, 1000)
-    };
-    Page {
-        title: clip(&format!("🔕 Silenced {pattern}"), 256),
-        description: format!(
-            "Alerts matching `{pattern}` are not announced until <t:{secs}:f> (<t:{secs}:R>). Silenced by {who}."
-        ),
-        color: YELLOW,
-        fields: vec![(format!("Open alerts it matches now ({})", matches.len()), now)],
-        footer: String::new(),
-    }
-}
-
-/// `/silence` without options: the active silences and the open alerts (their keys are what
-/// `/silence` takes).
-pub fn silences_page(silences: &[(String, i64)], open: &[AlertState], now_ms: i64) -> Page {
-    let mut active: Vec<&(String, i64)> = silences.iter().filter(|s| s.1 > now_ms).collect();
-    active.sort_by_key(|s| s.1);
-    let mut lines = String::new();
-    for (i, (pattern, until)) in active.iter().enumerate() {
-        let secs = until.div_euclid(1000);
-        let n = open.iter().filter(|a| glob_match(pattern, &a.key)).count();
-        let line = clip(
-            &format!("• `{pattern}` until <t:{secs}:f> (<t:{secs}:R>), matches {n} open alert(s)"),
-            300,
-        );
-        if lines.len() + line.len() + 40 > 1000 {
-            lines.push_str(&format!("… and {} more", active.len() - i));
-            break;
-        }
-        lines.push_str(&line);
-        lines.push('\n');
-    }
-    let mut open_sorted: Vec<&AlertState> = open.iter().collect();
-    open_sorted.sort_by(|a, b| a.key.cmp(&b.key));
-    Page {
-        title: "Alert silences".into(),
-        description: "Silence one with `/silence key:<key or glob> duration:<30m|2h|1d>`.".into(),
-        color: if active.is_empty() { GREEN } else { YELLOW },
-        fields: vec![
-            (
-                format!("Active silences ({})", active.len()),
-                if active.is_empty() {
-                    "None.".into()
-                } else {
-                    lines.trim_end().to_string()
-                },
-            ),
-            (
-                format!("Open alerts ({})", open_sorted.len()),
-                if open_sorted.is_empty() {
-                    "None.".into()
-                } else {
-                    alert_lines(&open_sorted, 1000)
-                },
-            ),
-        ],
-        footer: String::new(),
-    }
 }
 
 async fn autocomplete_alert_key(
@@ -456,17 +319,16 @@ async fn list_silences(ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Handles the "Silence 1 h" button of an alert message; `false` when the click is not one.
+/// Handles the "Silence 1 h" button of an alert message (`parsed`: its notification ids, or
+/// `Err` for a malformed id).
 /// Defers at once (ephemeral): the live role check and the watcher may take longer than
 /// Discord's 3 s.
 pub async fn handle_silence_click(
     ctx: &serenity::Context,
     data: &Data,
     mci: &serenity::ComponentInteraction,
-) -> bool {
-    let Some(parsed) = parse_silence_button_id(&mci.data.custom_id) else {
-        return false;
-    };
+    parsed: Result<Vec<u64>, ()>,
+) {
     let Some(_guard) = data.inflight.enter() else {
         let _ = mci
             .create_response(
@@ -478,11 +340,11 @@ pub async fn handle_silence_click(
                 ),
             )
             .await;
-        return true;
+        return;
     };
     if let Err(e) = mci.defer_ephemeral(&ctx.http).await {
         tracing::warn!("could not acknowledge a silence click: {e}");
-        return true;
+        return;
     }
     let text = silence_click(ctx, data, mci, parsed).await;
     let text = data.ops.redactor.redact(&text).into_owned();
@@ -497,7 +359,6 @@ pub async fn handle_silence_click(
     {
         tracing::warn!("could not answer a silence click: {e}");
     }
-    true
 }
 
 async fn silence_click(
@@ -608,7 +469,7 @@ async fn silence_click(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ops_core::alerts::Severity;
+    use ops_core::alerts::{Phase, Severity};
 
     fn notification(id: u64, kind: NotificationKind) -> Notification {
         Notification {

@@ -5,9 +5,10 @@
 
 use std::time::Instant;
 
-use ops_core::approvals::{ApprovalRequest, ButtonKind, Decided, Decision, Executed, Refusal};
+use ops_core::approval_click::{ClickFrontend, ClickOutcome};
+use ops_core::approvals::{ApprovalRequest, ButtonKind, Executed, PersonRef, Refusal};
 use ops_core::audit::{Actor, Outcome};
-use ops_core::github::Freshness;
+use ops_core::custom_id::{ApprovalButton, Malformed};
 use ops_core::identity::Principal;
 use poise::serenity_prelude as serenity;
 
@@ -284,15 +285,18 @@ impl<'a> Answer<'a> {
     }
 }
 
-/// Handles a button click. Clicks on other components are left to their owners.
+/// Handles a click on an approval button (`button`: its id as parsed, `Err` when malformed);
+/// the MAC is checked here, before anything else. The click itself is
+/// [`ops_core::Ops::approval_click`]'s; this renders what it did.
 pub async fn handle_component(
     ctx: &serenity::Context,
     data: &Data,
     mci: &serenity::ComponentInteraction,
+    button: Result<ApprovalButton, Malformed>,
 ) {
-    let Some(parsed) = data.ops.approvals.parse_custom_id(&mci.data.custom_id) else {
-        return;
-    };
+    let parsed = button
+        .map_err(|_| Refusal::BadButton)
+        .and_then(|b| data.ops.approvals.authenticate(b));
     let Some(_guard) = data.inflight.enter() else {
         reply_ephemeral(&ctx.http, mci, crate::SHUTTING_DOWN).await;
         return;
@@ -317,223 +321,135 @@ pub async fn handle_component(
             return;
         }
     };
-    let command = match kind {
-        ButtonKind::Approve => "approval.approve",
-        ButtonKind::Confirm => "approval.confirm",
-        ButtonKind::Deny => "approval.deny",
-    };
-    let params = serde_json::json!({ "request": id });
     let answer = Answer::new(mci);
-    match click(ctx, data, &answer, &id, kind).await {
-        Ok(outcome) => {
-            data.ops
-                .record(
-                    &actor,
-                    command,
-                    &params,
-                    Outcome::Ok,
-                    Some(outcome),
-                    None,
-                    started,
-                )
-                .await;
-        }
-        Err(refusal) => {
-            data.ops
-                .record(
-                    &actor,
-                    command,
-                    &params,
-                    Outcome::Denied,
-                    Some(refusal.clone()),
-                    None,
-                    started,
-                )
-                .await;
-            let _ = answer
-                .ephemeral(&ctx.http, &format!("⛔ {refusal}"), vec![])
-                .await;
-        }
-    }
-}
-
-/// What can be refused without knowing who clicked (no GitHub call): a decided or expired
-/// request, or a click by the Discord account that made the request.
-fn precheck(req: &ApprovalRequest, discord_id: u64) -> Result<(), Refusal> {
-    if req.state != ops_core::approvals::ApprovalState::Pending {
-        return Err(Refusal::AlreadyDecided(req.state.as_str()));
-    }
-    if req.expires_at_ms <= ops_core::ops::now_ms() {
-        return Err(Refusal::Expired);
-    }
-    if req.requester.discord_id == discord_id {
-        return Err(Refusal::OwnRequest);
-    }
-    Ok(())
-}
-
-/// Returns a short description of what happened, or the refusal to show.
-async fn click(
-    ctx: &serenity::Context,
-    data: &Data,
-    answer: &Answer<'_>,
-    id: &str,
-    kind: ButtonKind,
-) -> Result<String, String> {
-    let ops = &data.ops;
-    let mci = answer.mci;
-    let req = ops.approvals.get(id).await.map_err(|r| r.to_string())?;
-    precheck(&req, mci.user.id.get()).map_err(|r| r.to_string())?;
-    // The approver's roles are checked now, against GitHub, not when the request was made
-    // (a refusal is remembered briefly, so repeated clicks cost no GitHub calls).
-    let may_decide = |roles: &std::collections::BTreeSet<String>| {
-        req.rule.approver_roles.iter().any(|r| roles.contains(r))
+    let front = DiscordClick {
+        ctx,
+        data,
+        answer: &answer,
     };
-    let check = ops
-        .identity
-        .resolve_for(mci.user.id.get(), Freshness::Live, &may_decide);
-    tokio::pin!(check);
-    let clicker = match tokio::time::timeout(crate::ACK_BUDGET, &mut check).await {
-        Ok(r) => r,
-        Err(_) => {
-            answer.defer(&ctx.http).await;
-            check.await
+    let outcome = data
+        .ops
+        .approval_click(
+            &actor,
+            mci.user.id.get(),
+            &id,
+            kind,
+            crate::ACK_BUDGET,
+            &front,
+        )
+        .await;
+    let http = &ctx.http;
+    match &outcome {
+        ClickOutcome::Refused(refusal) => {
+            let _ = answer
+                .ephemeral(http, &format!("⛔ {refusal}"), vec![])
+                .await;
         }
-    }
-    .map_err(|e| e.to_string())?;
-    match kind {
-        ButtonKind::Approve => {
-            ops.approvals
-                .check_decider(&req, &clicker.person, &clicker.roles)
-                .map_err(|r| r.to_string())?;
-            let confirm =
-                serenity::CreateButton::new(ops.approvals.custom_id(id, ButtonKind::Confirm))
-                    .label("Yes, approve")
-                    .style(serenity::ButtonStyle::Danger);
-            answer
-                .ephemeral(
-                    &ctx.http,
-                    &render::clip(
-                        &data.ops.redactor.redact_untrusted(&confirm_text(&req)),
-                        1900,
-                    ),
-                    vec![serenity::CreateActionRow::Buttons(vec![confirm])],
-                )
-                .await
-                .map_err(|e| format!("could not answer: {e}"))?;
-            Ok("asked for confirmation".into())
-        }
-        ButtonKind::Deny => {
-            ops.approvals
-                .decide(id, &clicker.person, &clicker.roles, Decision::Deny)
-                .await
-                .map_err(|r| r.to_string())?;
-            let _ = answer.ephemeral(&ctx.http, "Denied.", vec![]).await;
-            refresh_message(&ctx.http, data, id).await;
+        ClickOutcome::ConfirmationAsked => {}
+        ClickOutcome::Denied { request, by } => {
+            let _ = answer.ephemeral(http, "Denied.", vec![]).await;
+            refresh_message(http, data, &id).await;
             audit_line(
-                &ctx.http,
+                http,
                 data,
                 &format!(
                     "🚫 {} denied {} (request `{}`)",
-                    clicker.person.login,
-                    req.summary,
-                    short(id)
+                    by.login,
+                    request.summary,
+                    short(&id)
                 ),
             )
             .await;
-            Ok("denied".into())
         }
-        ButtonKind::Confirm => {
-            let decided = ops
-                .approvals
-                .decide(id, &clicker.person, &clicker.roles, Decision::Approve)
-                .await
-                .map_err(|r: Refusal| r.to_string())?;
-            match decided {
-                Decided::Recorded { have, need } => {
-                    answer
-                        .update(&ctx.http, &format!("Approval recorded ({have} of {need})."))
-                        .await;
-                    refresh_message(&ctx.http, data, id).await;
-                    Ok(format!("recorded {have} of {need}"))
-                }
-                Decided::Denied => Err("denied".into()),
-                Decided::Approved => {
-                    answer.update(&ctx.http, "Approved: executing…").await;
-                    refresh_message(&ctx.http, data, id).await;
-                    audit_line(
-                        &ctx.http,
-                        data,
-                        &format!(
-                            "✅ {} approved {} (request `{}`)",
-                            clicker.person.login,
-                            req.summary,
-                            short(id)
-                        ),
-                    )
-                    .await;
-                    let result = ops.approvals.execute(id).await.map_err(|r| r.to_string())?;
-                    let (line, text) = match &result {
-                        Executed::Done(s) => (
-                            format!("▶️ executed {}: {s}", req.summary),
-                            format!("Done: {s}"),
-                        ),
-                        Executed::Failed(s) => (
-                            format!("❌ {} failed: {s}", req.summary),
-                            format!("Failed: {s}"),
-                        ),
-                        Executed::Void(why) => (
-                            format!("⚠️ {} was not executed (void): {why}", req.summary),
-                            format!("Not executed (void): {why}"),
-                        ),
-                        Executed::Unsaved(s) => (
-                            format!(
-                                "⚠️ executed {}: {s}; but its result could not be saved (the request will show as interrupted after a restart)",
-                                req.summary
-                            ),
-                            format!(
-                                "Done: {s}. Its result could not be saved in the database, so the request may later show as interrupted."
-                            ),
-                        ),
-                        Executed::NotMine => (String::new(), "Already executed.".to_string()),
-                    };
-                    let _ = mci
-                        .edit_response(
-                            &ctx.http,
-                            serenity::EditInteractionResponse::new().content(render::clip(
-                                &data.ops.redactor.redact_untrusted(&text),
-                                1900,
-                            )),
-                        )
-                        .await;
-                    refresh_message(&ctx.http, data, id).await;
-                    if !line.is_empty() {
-                        audit_line(&ctx.http, data, &line).await;
-                    }
-                    Ok(text)
-                }
+        ClickOutcome::Recorded { have, need } => {
+            answer
+                .update(http, &format!("Approval recorded ({have} of {need})."))
+                .await;
+            refresh_message(http, data, &id).await;
+        }
+        ClickOutcome::Executed { request, result } => {
+            let summary = &request.summary;
+            let line = match result {
+                Executed::Done(s) => format!("▶️ executed {summary}: {s}"),
+                Executed::Failed(s) => format!("❌ {summary} failed: {s}"),
+                Executed::Void(why) => format!("⚠️ {summary} was not executed (void): {why}"),
+                Executed::Unsaved(s) => format!(
+                    "⚠️ executed {summary}: {s}; but its result could not be saved (the request will show as interrupted after a restart)"
+                ),
+                Executed::NotMine => String::new(),
+            };
+            let _ = mci
+                .edit_response(
+                    http,
+                    serenity::EditInteractionResponse::new().content(render::clip(
+                        &data.ops.redactor.redact_untrusted(&outcome.summary()),
+                        1900,
+                    )),
+                )
+                .await;
+            refresh_message(http, data, &id).await;
+            if !line.is_empty() {
+                audit_line(http, data, &line).await;
             }
         }
     }
 }
 
-/// The confirmation an approver answers: the summary and what will change.
-fn confirm_text(req: &ApprovalRequest) -> String {
-    let mut text = format!("Approve: {}?", render::clip(&req.summary, 800));
-    if !req.changes.is_empty() {
-        text.push_str("\nWhat will change:");
-        for line in req.changes.iter().take(12) {
-            text.push_str("\n• ");
-            text.push_str(&render::clip(line, 150));
-        }
-        if req.changes.len() > 12 {
-            text.push_str(&format!(
-                "\n… and {} more (see the request)",
-                req.changes.len() - 12
-            ));
-        }
+/// What Discord shows while [`ops_core::Ops::approval_click`] runs.
+struct DiscordClick<'a> {
+    ctx: &'a serenity::Context,
+    data: &'a Data,
+    answer: &'a Answer<'a>,
+}
+
+#[async_trait::async_trait]
+impl ClickFrontend for DiscordClick<'_> {
+    async fn slow(&self) {
+        self.answer.defer(&self.ctx.http).await;
     }
-    text
+
+    async fn ask_confirmation(&self, req: &ApprovalRequest) -> Result<(), String> {
+        let confirm = serenity::CreateButton::new(
+            self.data
+                .ops
+                .approvals
+                .custom_id(&req.id, ButtonKind::Confirm),
+        )
+        .label("Yes, approve")
+        .style(serenity::ButtonStyle::Danger);
+        self.answer
+            .ephemeral(
+                &self.ctx.http,
+                &render::clip(
+                    &self
+                        .data
+                        .ops
+                        .redactor
+                        .redact_untrusted(&render::confirm_text(req)),
+                    1900,
+                ),
+                vec![serenity::CreateActionRow::Buttons(vec![confirm])],
+            )
+            .await
+            .map_err(|e| format!("could not answer: {e}"))
+    }
+
+    async fn executing(&self, req: &ApprovalRequest, approver: &PersonRef) {
+        let http = &self.ctx.http;
+        self.answer.update(http, "Approved: executing…").await;
+        refresh_message(http, self.data, &req.id).await;
+        audit_line(
+            http,
+            self.data,
+            &format!(
+                "✅ {} approved {} (request `{}`)",
+                approver.login,
+                req.summary,
+                short(&req.id)
+            ),
+        )
+        .await;
+    }
 }
 
 /// Disables the buttons of every request that expired, and says so in the audit channel.

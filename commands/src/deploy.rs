@@ -6,13 +6,14 @@
 
 use std::time::Instant;
 
+use ops_core::custom_id::CustomId;
 use ops_core::deploy::{watch_progress, DeployOutcome, DeployPhase, DeployProgress, DeployRequest};
 use ops_core::ops::Access;
 use ops_core::store::DeployRecord;
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
-use crate::render::{self, progress_bar, Page, GREEN, RED, YELLOW};
+use crate::render;
 use crate::services::{request_approval, EDIT_INTERVAL};
 use crate::{actor, allow, Context, Data, Error, UserError};
 
@@ -120,54 +121,6 @@ pub fn add_layer_rollbacks(rollback: &mut poise::Command<Data, Error>, layers: &
     }
 }
 
-fn progress_page(layer: &str, tag: Option<&str>, p: &DeployProgress, started: Instant) -> Page {
-    let phase = match p.phase {
-        DeployPhase::Locking => "taking the layer lock",
-        DeployPhase::Configuring => "setting the image tag",
-        DeployPhase::Previewing => "previewing",
-        DeployPhase::AwaitingApproval => "waiting for an approval",
-        DeployPhase::Applying => "applying",
-        DeployPhase::Verifying => "verifying the Swarm converged",
-        DeployPhase::Succeeded => "succeeded",
-        DeployPhase::Failed => "failed",
-        DeployPhase::Cancelled => "cancelled",
-    };
-    let mut fields = vec![
-        ("Phase".to_string(), phase.to_string()),
-        (
-            "Progress".to_string(),
-            format!(
-                "{} {}/{} steps",
-                progress_bar(u64::from(p.steps_done), u64::from(p.steps_planned)),
-                p.steps_done,
-                p.steps_planned
-            ),
-        ),
-    ];
-    if let Some(c) = &p.current {
-        fields.push(("Current".into(), render::clip(c, 1000)));
-    }
-    if !p.warnings.is_empty() {
-        fields.push((
-            "Warnings".into(),
-            render::clip(&p.warnings.join("\n"), 1000),
-        ));
-    }
-    if !p.errors.is_empty() {
-        fields.push(("Errors".into(), render::clip(&p.errors.join("\n"), 1000)));
-    }
-    Page {
-        title: format!(
-            "Deploy {layer}{}",
-            tag.map(|t| format!(" image:{t}")).unwrap_or_default()
-        ),
-        description: String::new(),
-        color: YELLOW,
-        fields,
-        footer: format!("{} s", started.elapsed().as_secs()),
-    }
-}
-
 /// Waits before each new attempt to post a deploy's final report.
 const FINAL_RETRIES: [std::time::Duration; 4] = [
     std::time::Duration::from_secs(1),
@@ -219,7 +172,7 @@ pub async fn announce_interrupted(http: &serenity::Http, data: &Data, deploys: &
         let Some((channel_id, message_id)) = place else {
             continue;
         };
-        let page = interrupted_page(d).redacted(&data.ops.redactor);
+        let page = render::interrupted_deploy_page(d).redacted(&data.ops.redactor);
         let edit = serenity::EditMessage::new()
             .embed(page.to_embed())
             .components(vec![]);
@@ -229,34 +182,6 @@ pub async fn announce_interrupted(http: &serenity::Http, data: &Data, deploys: &
         {
             tracing::warn!(deploy_id = %d.id, error = %e, "editing the interrupted deploy's message failed");
         }
-    }
-}
-
-/// What an interrupted deploy's own message says after the restart.
-fn interrupted_page(d: &DeployRecord) -> Page {
-    let mut fields = Vec::new();
-    if d.image_before.is_some() || d.image_after.is_some() {
-        fields.push((
-            "Image".into(),
-            format!(
-                "{} → {}",
-                d.image_before.as_deref().unwrap_or("-"),
-                d.image_after.as_deref().unwrap_or("-")
-            ),
-        ));
-    }
-    Page {
-        title: format!("Deploy {}: interrupted", d.layer),
-        description: format!(
-            "sprocket-ops restarted while this deploy ran. It is marked interrupted and the \
-             `{}` lock is released, but the apply may have stopped half-way and pulumi's own \
-             stack lock may remain. Check `/status` and `/history layer:{}` before deploying \
-             again.",
-            d.layer, d.layer
-        ),
-        color: RED,
-        fields,
-        footer: format!("deploy {} · requested by {}", d.id, d.requester),
     }
 }
 
@@ -282,11 +207,11 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
         let req = req.clone();
         tokio::spawn(async move { deployer.deploy(&req, progress).await })
     };
-    let first = progress_page(
+    let first = render::deploy_progress_page(
         &layer,
         image.as_deref(),
         &DeployProgress::new(&layer),
-        started,
+        started.elapsed(),
     );
     let handle = match ctx
         .send(CreateReply::default().embed(first.to_embed()))
@@ -340,7 +265,8 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
                     | DeployPhase::Cancelled
                     | DeployPhase::AwaitingApproval
             ) {
-                let page = progress_page(&layer, image.as_deref(), &p, started);
+                let page =
+                    render::deploy_progress_page(&layer, image.as_deref(), &p, started.elapsed());
                 if let Err(e) = h
                     .edit(ctx, CreateReply::default().embed(page.to_embed()))
                     .await
@@ -377,41 +303,7 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
     let params = req.to_params();
     match result {
         Ok(DeployOutcome::Succeeded(report)) => {
-            let services: Vec<String> = report
-                .services
-                .iter()
-                .map(|s| {
-                    format!(
-                        "`{}` {}/{} `{}`",
-                        s.name,
-                        s.running.unwrap_or(0),
-                        s.desired.unwrap_or(0),
-                        ops_core::swarm::display_image(&s.image)
-                    )
-                })
-                .collect();
-            let page = Page {
-                title: format!("Deploy {layer}: succeeded"),
-                description: report.preview.describe().join("\n"),
-                color: GREEN,
-                fields: vec![
-                    (
-                        "Image".into(),
-                        format!(
-                            "{} → {}",
-                            report.record.image_before.as_deref().unwrap_or("-"),
-                            report.record.image_after.as_deref().unwrap_or("-")
-                        ),
-                    ),
-                    (
-                        "Duration".into(),
-                        format!("{} s", started.elapsed().as_secs()),
-                    ),
-                    ("Steps".into(), format!("{} done", report.up.steps_done)),
-                    ("Services".into(), render::clip(&services.join("\n"), 1000)),
-                ],
-                footer: format!("deploy {}", report.record.id),
-            };
+            let page = render::deploy_succeeded_page(&layer, &report, started.elapsed());
             show(CreateReply::default().embed(page.to_embed())).await?;
             ops.record(
                 &actor(ctx),
@@ -442,36 +334,23 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
                 plan.approval_reasons.join("; "),
                 who.person.login
             );
-            let page = Page {
-                title: format!("Deploy {layer}: approval needed"),
-                description: render::clip(&summary, 4000),
-                color: YELLOW,
-                fields: vec![],
-                footer: String::new(),
-            };
+            let page = render::deploy_approval_needed_page(&layer, &summary);
             show(CreateReply::default().embed(page.to_embed())).await?;
             request_approval(ctx, &who, &action, params, &summary).await
         }
         Err(e) => {
-            let mut page = Page {
-                title: format!("Deploy {layer}: failed"),
-                description: render::clip(&e.to_string(), 2000),
-                color: RED,
-                fields: vec![],
-                footer: format!("{} s", started.elapsed().as_secs()),
-            };
-            if !e.errors().is_empty() {
-                page.fields.push((
-                    "Diagnostics".into(),
-                    render::clip(&e.errors().join("\n"), 1000),
-                ));
-            }
+            let page = render::deploy_failed_page(&layer, &e, started.elapsed());
             let mut reply = CreateReply::default().embed(page.to_embed());
             if e.rollback_target().is_some() {
                 reply = reply.components(vec![serenity::CreateActionRow::Buttons(vec![
-                    serenity::CreateButton::new(format!("deployrb:{layer}"))
-                        .label("Request rollback")
-                        .style(serenity::ButtonStyle::Danger),
+                    serenity::CreateButton::new(
+                        CustomId::DeployRollback {
+                            layer: layer.clone(),
+                        }
+                        .to_string(),
+                    )
+                    .label("Request rollback")
+                    .style(serenity::ButtonStyle::Danger),
                 ])]);
             }
             show(reply).await?;
@@ -495,10 +374,8 @@ pub async fn handle_rollback_click(
     ctx: &serenity::Context,
     data: &Data,
     mci: &serenity::ComponentInteraction,
-) -> bool {
-    let Some(layer) = mci.data.custom_id.strip_prefix("deployrb:") else {
-        return false;
-    };
+    layer: &str,
+) {
     let ops = &data.ops;
     let actor = ops_core::audit::Actor::discord(mci.user.id.get(), &mci.user.name);
     let text = match ops
@@ -545,7 +422,6 @@ pub async fn handle_rollback_click(
             ),
         )
         .await;
-    true
 }
 
 async fn autocomplete_layer(
@@ -676,38 +552,7 @@ pub async fn history(
         .history(&layer, 15)
         .await
         .map_err(|e| ops.fail(&e.to_string(), &e))?;
-    let lines: Vec<String> = rows
-        .iter()
-        .map(|d| {
-            format!(
-                "<t:{}:f> **{}** {} → {} by {}{}{}",
-                d.started_at_ms / 1000,
-                d.state.as_str(),
-                d.image_before.as_deref().unwrap_or("-"),
-                d.image_after.as_deref().unwrap_or("-"),
-                d.requester,
-                d.approver
-                    .as_deref()
-                    .map(|a| format!(", approved by {a}"))
-                    .unwrap_or_default(),
-                d.error
-                    .as_deref()
-                    .map(|e| format!(": {}", render::clip(e, 120)))
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
-    let page = Page {
-        title: format!("Deploys of {layer}"),
-        description: if lines.is_empty() {
-            "No deploys yet.".into()
-        } else {
-            render::clip(&lines.join("\n"), 4000)
-        },
-        color: GREEN,
-        fields: vec![],
-        footer: String::new(),
-    };
+    let page = render::deploy_history_page(&layer, &rows);
     ctx.send(CreateReply::default().embed(page.to_embed()))
         .await?;
     Ok(())

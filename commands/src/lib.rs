@@ -5,17 +5,21 @@
 
 pub mod alerts;
 pub mod approval_ui;
+pub mod audit;
 pub mod break_glass;
 pub mod deploy;
 pub mod inflight;
+pub mod link;
 pub mod render;
 pub mod services;
+pub mod status;
 pub mod vault;
+pub mod whoami;
 
 use std::sync::Arc;
 
-use ops_core::audit::{Actor, AuditFilter, Outcome};
-use ops_core::github::{run_device_flow, GithubApi};
+use ops_core::audit::{Actor, Outcome};
+use ops_core::github::GithubApi;
 use ops_core::identity::Principal;
 use ops_core::ops::Access;
 use ops_core::Ops;
@@ -82,10 +86,10 @@ pub fn all(layers: &[deploy::LayerSpec]) -> Vec<poise::Command<Data, Error>> {
     let mut rollback = services::rollback();
     deploy::add_layer_rollbacks(&mut rollback, layers);
     vec![
-        status(),
-        whoami(),
-        link(),
-        audit(),
+        status::status(),
+        whoami::whoami(),
+        link::link(),
+        audit::audit(),
         services::logs(),
         services::bump(),
         services::scale(),
@@ -319,282 +323,6 @@ pub async fn channel_check(ctx: Context<'_>) -> Result<bool, Error> {
 
 pub(crate) const SHUTTING_DOWN: &str =
     "sprocket-ops is restarting: nothing was run; try again in a minute.";
-
-async fn autocomplete_layer(
-    ctx: Context<'_>,
-    partial: &str,
-) -> serenity::CreateAutocompleteResponse {
-    let partial = partial.to_ascii_lowercase();
-    let choices = ctx
-        .data()
-        .ops
-        .layers
-        .names()
-        .filter(|n| n.contains(&partial))
-        .map(serenity::AutocompleteChoice::from)
-        .collect();
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
-}
-
-/// Platform status: services and replicas by layer, probes, Vault, certificates, open alerts.
-///
-/// One embed (more pages when large), coloured by the worst state. Probes, certificates and
-/// open alerts come from the alert watcher; without one, it says "alerts: not running".
-#[poise::command(slash_command, guild_only)]
-pub async fn status(
-    ctx: Context<'_>,
-    #[description = "Only this layer (layer_1, layer_2, platform)"]
-    #[autocomplete = "autocomplete_layer"]
-    layer: Option<String>,
-) -> Result<(), Error> {
-    let ops = ctx.data().ops.clone();
-    if let Some(l) = &layer {
-        ops.check_layer(l).map_err(UserError)?;
-    }
-    allow(ctx, "status", Access::Read).await?;
-    ctx.defer().await?;
-    let me = actor(ctx);
-    let (report, vault) = tokio::join!(
-        ops.audited(
-            &me,
-            "status",
-            serde_json::json!({ "layer": layer }),
-            || async { Ok(ops.status(layer.as_deref()).await) },
-        ),
-        status_vault(ctx.data()),
-    );
-    let report = report?;
-    let mut health = render::HealthView {
-        alerts: ctx.data().alert_control().map(|a| render::AlertsView {
-            open: a.open_alerts(),
-            probes: a.probe_results(),
-            silences: a.silences(),
-        }),
-        vault,
-        now_ms: ops_core::ops::now_ms(),
-    };
-    if let Some(l) = &layer {
-        health = health.only_layer(l);
-    }
-    // The first page answers the interaction; further pages are follow-ups.
-    for page in render::status_pages(&report, &health) {
-        let page = page.redacted(&ops.redactor);
-        ctx.send(CreateReply::default().embed(page.to_embed()))
-            .await?;
-    }
-    Ok(())
-}
-
-/// How long `/status` waits for Vault's seal status (the interaction is already deferred).
-const STATUS_VAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Vault's seal status for `/status`, asked directly when `[vault]` is configured and no
-/// `vault_seal` probe already reports it. Errors are logged; the line is a safe summary.
-async fn status_vault(data: &Data) -> Option<render::VaultView> {
-    let api = &data.vault.as_ref()?.api;
-    if data
-        .alert_control()
-        .is_some_and(|a| a.probe_results().iter().any(|p| p.kind == "vault_seal"))
-    {
-        return None;
-    }
-    Some(
-        match tokio::time::timeout(STATUS_VAULT_WAIT, api.seal_status()).await {
-            Err(_) => render::VaultView {
-                ok: false,
-                text: format!("did not answer within {} s", STATUS_VAULT_WAIT.as_secs()),
-            },
-            Ok(Err(e)) => {
-                let id = ops_core::ops::new_error_id();
-                let detail = data.ops.redactor.redact(&e.to_string()).into_owned();
-                tracing::warn!(error_id = %id, %detail, "/status: vault seal status failed");
-                render::VaultView {
-                    ok: false,
-                    text: format!("unreachable (error id {id})"),
-                }
-            }
-            Ok(Ok(s)) if !s.initialized => render::VaultView {
-                ok: false,
-                text: "not initialised".into(),
-            },
-            Ok(Ok(s)) if s.sealed => render::VaultView {
-                ok: false,
-                text: format!(
-                    "sealed: {}/{} unseal shares given (/vault unseal)",
-                    s.progress, s.t
-                ),
-            },
-            Ok(Ok(s)) => render::VaultView {
-                ok: true,
-                text: if s.version.is_empty() {
-                    "unsealed".to_string()
-                } else {
-                    format!("unsealed, version {}", s.version)
-                },
-            },
-        },
-    )
-}
-
-/// Show who sprocket-ops thinks you are: your Discord identity, GitHub account, teams and roles.
-#[poise::command(slash_command)]
-pub async fn whoami(ctx: Context<'_>) -> Result<(), Error> {
-    let me = actor(ctx);
-    let started = std::time::Instant::now();
-    let who = ctx
-        .data()
-        .ops
-        .identity
-        .resolve(
-            ctx.author().id.get(),
-            ops_core::github::Freshness::MayBeStale,
-        )
-        .await;
-    let why = who.as_ref().err().map(|e| e.to_string());
-    let page = render::whoami_page(&me, who.as_ref().map_err(|_| why.as_deref().unwrap_or("")));
-    // Audited before answering, so the row exists once the caller sees the answer.
-    ctx.data()
-        .ops
-        .record(
-            &me,
-            "whoami",
-            &serde_json::json!({}),
-            Outcome::Ok,
-            None,
-            None,
-            started,
-        )
-        .await;
-    ctx.send(
-        CreateReply::default()
-            .embed(page.to_embed())
-            .ephemeral(true),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Link your Discord account to your GitHub account (GitHub device flow: open the link, enter a code).
-#[poise::command(slash_command)]
-pub async fn link(ctx: Context<'_>) -> Result<(), Error> {
-    let Some(api) = ctx.data().link.clone() else {
-        return Err(UserError("Linking is not set up here (github.client_id is not configured); ask an admin to add you to github.static_links.".into()).into());
-    };
-    allow_with(ctx, "link", Access::Read, true).await?;
-    ctx.defer_ephemeral().await?;
-    let started = std::time::Instant::now();
-    let code = api
-        .start_device_flow()
-        .await
-        .map_err(|e| UserError(format!("GitHub: {e}")))?;
-    let handle = ctx
-        .send(
-            CreateReply::default()
-                .content(format!(
-                    "Open {} and enter the code **{}** within {} minutes. I will link the account that approves it.",
-                    code.verification_uri,
-                    code.user_code,
-                    code.expires_in / 60
-                ))
-                .ephemeral(true),
-        )
-        .await?;
-    let result = run_device_flow(api.as_ref(), &code, tokio::time::sleep).await;
-    let me = actor(ctx);
-    let (text, outcome) = match result {
-        Ok(user) => {
-            ctx.data()
-                .ops
-                .identity
-                .link(ctx.author().id.get(), &user)
-                .await
-                .map_err(|e| UserError(e.to_string()))?;
-            (
-                format!(
-                    "Linked to GitHub account `{}`. Run /whoami to see your roles.",
-                    user.login
-                ),
-                Outcome::Ok,
-            )
-        }
-        Err(e) => (format!("Not linked: {e}"), Outcome::Error),
-    };
-    handle
-        .edit(ctx, CreateReply::default().content(&text).ephemeral(true))
-        .await?;
-    ctx.data()
-        .ops
-        .record(
-            &me,
-            "link",
-            &serde_json::json!({}),
-            outcome,
-            Some(text),
-            None,
-            started,
-        )
-        .await;
-    Ok(())
-}
-
-/// Show the audit log: who did what, newest first.
-#[poise::command(slash_command, guild_only)]
-pub async fn audit(
-    ctx: Context<'_>,
-    #[description = "Only this Discord user"] user: Option<serenity::User>,
-    #[description = "Only entries newer than this, like 30m, 12h or 7d"] since: Option<String>,
-) -> Result<(), Error> {
-    let since_ms = match &since {
-        Some(s) => Some(ops_core::ops::now_ms() - parse_age(s).map_err(UserError)?),
-        None => None,
-    };
-    allow_with(ctx, "audit", Access::Read, true).await?;
-    ctx.defer_ephemeral().await?;
-    let filter = AuditFilter {
-        actor_id: user.as_ref().map(|u| u.id.get().to_string()),
-        since_ms,
-        limit: 25,
-    };
-    let ops = ctx.data().ops.clone();
-    let rows = ops
-        .audited(
-            &actor(ctx),
-            "audit",
-            serde_json::json!({ "user": filter.actor_id, "since": since }),
-            || async {
-                ops.audit_log(&filter)
-                    .await
-                    .map_err(|e| ops.fail("the audit log is unavailable", &e))
-            },
-        )
-        .await?;
-    let page = render::audit_page(&rows);
-    ctx.send(
-        CreateReply::default()
-            .embed(page.to_embed())
-            .ephemeral(true),
-    )
-    .await?;
-    Ok(())
-}
-
-/// `30m`, `12h`, `7d`, `90s` -> milliseconds.
-pub fn parse_age(s: &str) -> Result<i64, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a number and a unit, like 30m, 12h or 7d"))?;
-    let mult = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{s}`: the unit must be s, m, h or d")),
-    };
-    n.checked_mul(mult)
-        .filter(|v| *v <= 3_650 * 86_400_000)
-        .ok_or_else(|| format!("`{s}` is too long ago"))
-}
 
 /// The framework's error handler: user mistakes are shown to the user; anything else is logged
 /// with an error id and the user sees only a safe summary with that id.

@@ -17,7 +17,7 @@ use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 
 use crate::render::{self, Page};
-use crate::{actor, allow, approval_ui, parse_age, Context, Error, UserError};
+use crate::{actor, allow, approval_ui, Context, Error, UserError};
 
 /// Edits of a progress message are at most this frequent.
 pub const EDIT_INTERVAL: Duration = Duration::from_secs(2);
@@ -365,7 +365,9 @@ pub async fn logs(
 ) -> Result<(), Error> {
     let public = public == Some(true);
     let since_secs = match &since {
-        Some(s) => Some((ops_core::ops::now_ms() - parse_age(s).map_err(UserError)?) / 1000),
+        Some(s) => Some(
+            (ops_core::ops::now_ms() - ops_core::duration::parse_age(s).map_err(UserError)?) / 1000,
+        ),
         None => None,
     };
     crate::allow_with(ctx, "logs", Access::Read, !public).await?;

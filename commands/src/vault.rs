@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ops_core::audit::{Actor, Outcome};
+use ops_core::custom_id::CustomId;
 use ops_core::github::Freshness;
 use ops_core::ops::Access;
 use ops_core::vault::{
-    secrets_report, wall_clock, Ceremony, CeremonyError, CeremonyUpdate, SealStatus, ShareSecret,
-    VaultApi,
+    secrets_report, wall_clock, Ceremony, CeremonyError, CeremonyUpdate, ShareSecret, VaultApi,
 };
 use poise::serenity_prelude as serenity;
 use poise::CreateReply;
 use tokio::sync::Mutex;
 
-use crate::render::{self, Page, GREEN, RED, YELLOW};
+use crate::render::{self, GREEN, RED, YELLOW};
 use crate::{actor, allow, approval_ui, Context, Data, Error, UserError};
 
 /// The open ceremony, if any: one at a time.
@@ -54,38 +54,6 @@ pub async fn vault_cmd(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-fn status_page(s: &SealStatus) -> Page {
-    let color = if !s.initialized || s.sealed {
-        RED
-    } else {
-        GREEN
-    };
-    Page {
-        title: "Vault".into(),
-        description: s.describe(),
-        color,
-        fields: vec![
-            ("Initialised".into(), s.initialized.to_string()),
-            ("Sealed".into(), s.sealed.to_string()),
-            ("Threshold".into(), format!("{} of {} shares", s.t, s.n)),
-            (
-                "Unseal progress".into(),
-                format!("{} of {}", s.progress, s.t),
-            ),
-            ("Version".into(), s.version.clone()),
-            (
-                "Storage".into(),
-                s.storage_type.clone().unwrap_or_else(|| "unknown".into()),
-            ),
-            (
-                "HA".into(),
-                if s.ha_enabled { "enabled" } else { "disabled" }.into(),
-            ),
-        ],
-        footer: String::new(),
-    }
-}
-
 /// Is Vault initialised and sealed? Threshold, unseal progress, version, storage and HA mode.
 #[poise::command(slash_command, guild_only, rename = "status")]
 pub async fn vault_status(ctx: Context<'_>) -> Result<(), Error> {
@@ -106,33 +74,21 @@ pub async fn vault_status(ctx: Context<'_>) -> Result<(), Error> {
             },
         )
         .await?;
-    ctx.send(CreateReply::default().embed(status_page(&s).to_embed()))
+    ctx.send(CreateReply::default().embed(render::vault_status_page(&s).to_embed()))
         .await?;
     Ok(())
 }
 
-fn ceremony_page(c: &OpenCeremony, note: &str) -> Page {
-    let who = c.ceremony.submitted_by();
-    Page {
-        title: "Vault unseal ceremony".into(),
-        description: format!(
-            "Key holders: press **Submit my key share** and type your share. It goes straight to Vault and is never stored or shown.\n{note}"
-        ),
-        color: YELLOW,
-        fields: vec![
-            ("Progress".into(), format!("{} of {}", c.ceremony.progress(), c.ceremony.threshold())),
-            ("Submitted by".into(), if who.is_empty() { "nobody yet".into() } else { who.join(", ") }),
-            ("Resets after".into(), format!("<t:{}:R> without a share", c.ceremony.idle_deadline_ms() / 1000)),
-        ],
-        footer: format!("ceremony {}", c.id),
-    }
-}
-
 fn share_button(id: &str) -> Vec<serenity::CreateActionRow> {
     vec![serenity::CreateActionRow::Buttons(vec![
-        serenity::CreateButton::new(format!("vault:share:{id}"))
-            .label("Submit my key share")
-            .style(serenity::ButtonStyle::Primary),
+        serenity::CreateButton::new(
+            CustomId::VaultShare {
+                ceremony: id.to_string(),
+            }
+            .to_string(),
+        )
+        .label("Submit my key share")
+        .style(serenity::ButtonStyle::Primary),
     ])]
 }
 
@@ -175,7 +131,7 @@ pub async fn vault_unseal(ctx: Context<'_>) -> Result<(), Error> {
         channel_id: ctx.channel_id().get(),
         message_id: 0,
     };
-    let page = ceremony_page(&open, "");
+    let page = render::ceremony_page(&open, "");
     let reply = ctx
         .send(
             CreateReply::default()
@@ -240,23 +196,7 @@ pub async fn vault_secrets(ctx: Context<'_>) -> Result<(), Error> {
             },
         )
         .await?;
-    let missing = report.iter().filter(|p| !p.exists).count();
-    let lines: Vec<String> = report
-        .iter()
-        .map(|p| match (p.exists, &p.updated_time, &p.error) {
-            (_, _, Some(e)) => format!("⚠️ `{}`: {e}", p.path),
-            (true, Some(t), None) => format!("✅ `{}` updated <t:{}:R>", p.path, t.timestamp()),
-            (true, None, None) => format!("✅ `{}`", p.path),
-            (false, _, None) => format!("❌ `{}` missing", p.path),
-        })
-        .collect();
-    let page = Page {
-        title: "Vault secrets the platform needs".into(),
-        description: render::clip(&lines.join("\n"), 4000),
-        color: if missing > 0 { RED } else { GREEN },
-        fields: vec![],
-        footer: format!("{} path(s), {missing} missing; metadata only", report.len()),
-    };
+    let page = render::vault_secrets_page(&report);
     ctx.send(CreateReply::default().embed(page.to_embed()))
         .await?;
     Ok(())
@@ -280,13 +220,11 @@ pub async fn handle_share_click(
     ctx: &serenity::Context,
     data: &Data,
     mci: &serenity::ComponentInteraction,
-) -> bool {
-    let Some(id) = mci.data.custom_id.strip_prefix("vault:share:") else {
-        return false;
-    };
+    id: &str,
+) {
     let Some(v) = data.vault.clone() else {
         ephemeral(&ctx.http, mci, "Vault is not configured here.").await;
-        return true;
+        return;
     };
     let open_id = v.ceremony.lock().await.as_ref().map(|c| c.id.clone());
     if open_id.as_deref() != Some(id) {
@@ -296,7 +234,7 @@ pub async fn handle_share_click(
             "This ceremony is over; start a new one with /vault unseal.",
         )
         .await;
-        return true;
+        return;
     }
     let perms = data.ops.identity.permissions();
     let is_keyholder =
@@ -320,11 +258,11 @@ pub async fn handle_share_click(
                 &format!("⛔ {} is not a key holder.", p.person.login),
             )
             .await;
-            return true;
+            return;
         }
         Err(e) => {
             ephemeral(&ctx.http, mci, &format!("⛔ {e}")).await;
-            return true;
+            return;
         }
     }
     let input = serenity::CreateInputText::new(
@@ -336,15 +274,20 @@ pub async fn handle_share_click(
     .min_length(8)
     .max_length(200)
     .required(true);
-    let modal = serenity::CreateModal::new(format!("vault:modal:{id}"), "Vault unseal key share")
-        .components(vec![serenity::CreateActionRow::InputText(input)]);
+    let modal = serenity::CreateModal::new(
+        CustomId::VaultModal {
+            ceremony: id.to_string(),
+        }
+        .to_string(),
+        "Vault unseal key share",
+    )
+    .components(vec![serenity::CreateActionRow::InputText(input)]);
     if let Err(e) = mci
         .create_response(&ctx.http, serenity::CreateInteractionResponse::Modal(modal))
         .await
     {
         tracing::warn!("could not open the share form: {e}");
     }
-    true
 }
 
 /// Zeroises the typed share in an interaction copy the bot owns (a modal submit's `share`
@@ -369,10 +312,8 @@ pub async fn handle_share_modal(
     ctx: &serenity::Context,
     data: &Data,
     m: &serenity::ModalInteraction,
+    id: &str,
 ) {
-    let Some(id) = m.data.custom_id.strip_prefix("vault:modal:") else {
-        return;
-    };
     let started = Instant::now();
     let actor = Actor::discord(m.user.id.get(), &m.user.name);
     let share = m
@@ -506,7 +447,7 @@ async fn refresh(http: &serenity::Http, data: &Data) {
             vec![],
         ),
     };
-    let mut page = ceremony_page(open, &note);
+    let mut page = render::ceremony_page(open, &note);
     page.color = color;
     let _ = serenity::ChannelId::new(open.channel_id)
         .edit_message(

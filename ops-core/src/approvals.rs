@@ -20,6 +20,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::custom_id::{ApprovalButton, CustomId, Malformed};
 use crate::ops::now_ms;
 use crate::permissions::{ApprovalRule, Permissions};
 use crate::store::{Store, StoreError};
@@ -255,24 +256,7 @@ pub enum Executed {
     NotMine,
 }
 
-/// The button kinds on an approval message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ButtonKind {
-    Approve,
-    Deny,
-    /// The second step of Approve, against mis-clicks.
-    Confirm,
-}
-
-impl ButtonKind {
-    fn code(self) -> char {
-        match self {
-            ButtonKind::Approve => 'a',
-            ButtonKind::Deny => 'd',
-            ButtonKind::Confirm => 'c',
-        }
-    }
-}
+pub use crate::custom_id::ButtonKind;
 
 /// The approval engine.
 pub struct Approvals {
@@ -283,6 +267,25 @@ pub struct Approvals {
 }
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// How much of the HMAC a button id carries.
+const MAC_BYTES: usize = 12;
+
+/// Lower-case hex (as [`Approvals::custom_id`] writes it) to bytes; `None` for anything else.
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| match p {
+            [hi, lo] => Some(digit(*hi)? << 4 | digit(*lo)?),
+            _ => None,
+        })
+        .collect()
+}
 
 impl Approvals {
     /// `mac_secret`: a server secret (the bot derives it from its Discord token).
@@ -306,16 +309,47 @@ impl Approvals {
         &self.perms
     }
 
-    fn mac(&self, id: &str, kind: ButtonKind) -> String {
+    /// The MAC of button `kind` of request `id`, keyed and fed, not yet finalised.
+    fn keyed(&self, id: &str, kind: ButtonKind) -> HmacSha256 {
         let mut m = HmacSha256::new_from_slice(&self.mac_key).expect("HMAC takes any key length");
         m.update(format!("{id}:{}", kind.code()).as_bytes());
-        let tag = m.finalize().into_bytes();
-        tag[..12].iter().map(|b| format!("{b:02x}")).collect()
+        m
+    }
+
+    /// The id's MAC: the first 12 bytes of the HMAC, in hex.
+    fn mac(&self, id: &str, kind: ButtonKind) -> String {
+        let tag = self.keyed(id, kind).finalize().into_bytes();
+        tag[..MAC_BYTES]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// `apr:<id>:<kind>:<mac>`, at most 100 characters.
     pub fn custom_id(&self, id: &str, kind: ButtonKind) -> String {
-        format!("apr:{id}:{}:{}", kind.code(), self.mac(id, kind))
+        CustomId::Approval(ApprovalButton {
+            request: id.to_string(),
+            kind,
+            mac: self.mac(id, kind),
+        })
+        .to_string()
+    }
+
+    /// The request and kind of an approval button whose MAC is ours (checked in constant time
+    /// by `hmac`); [`Refusal::BadButton`] otherwise.
+    pub fn authenticate(&self, button: ApprovalButton) -> Result<(String, ButtonKind), Refusal> {
+        let tag = unhex(&button.mac).filter(|t| t.len() == MAC_BYTES);
+        match tag {
+            Some(tag)
+                if self
+                    .keyed(&button.request, button.kind)
+                    .verify_truncated_left(&tag)
+                    .is_ok() =>
+            {
+                Ok((button.request, button.kind))
+            }
+            _ => Err(Refusal::BadButton),
+        }
     }
 
     /// Parses and authenticates a button id. `None` for ids that are not approval buttons.
@@ -323,32 +357,11 @@ impl Approvals {
         &self,
         custom_id: &str,
     ) -> Option<Result<(String, ButtonKind), Refusal>> {
-        let rest = custom_id.strip_prefix("apr:")?;
-        let mut parts = rest.split(':');
-        let (Some(id), Some(kind), Some(mac), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Some(Err(Refusal::BadButton));
-        };
-        let kind = match kind {
-            "a" => ButtonKind::Approve,
-            "d" => ButtonKind::Deny,
-            "c" => ButtonKind::Confirm,
-            _ => return Some(Err(Refusal::BadButton)),
-        };
-        let expected = self.mac(id, kind);
-        // Constant-time comparison.
-        let ok = expected.len() == mac.len()
-            && expected
-                .bytes()
-                .zip(mac.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        Some(if ok {
-            Ok((id.to_string(), kind))
-        } else {
-            Err(Refusal::BadButton)
-        })
+        match CustomId::parse(custom_id)? {
+            Ok(CustomId::Approval(button)) => Some(self.authenticate(button)),
+            Err(Malformed::Approval) => Some(Err(Refusal::BadButton)),
+            _ => None,
+        }
     }
 
     /// Persists a request. The caller has checked the requester's own permission to ask, and

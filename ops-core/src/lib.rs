@@ -4,12 +4,15 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod approval_click;
 pub mod approvals;
 pub mod audit;
 pub mod breakglass;
 pub mod checkout;
 pub mod config;
+pub mod custom_id;
 pub mod deploy;
+pub mod duration;
 pub mod github;
 pub mod identity;
 pub mod layers;

@@ -31,10 +31,8 @@ use deploy::*;
 pub use flags::{Cli, Command, LogFormat};
 pub use output::*;
 
-/// `30m`, `12h`, `7d`, `90s` -> milliseconds (the same parser as `/audit since`).
-pub fn parse_age(s: &str) -> Result<i64, String> {
-    commands::parse_age(s)
-}
+/// `30m`, `12h`, `7d`, `90s` -> milliseconds (ops-core's parser, the one `/audit since` uses).
+pub use ops_core::duration::parse_age;
 
 /// Appends the audit row of a read-only command that ran since `started` (the actor is the
 /// OS user).

@@ -1,6 +1,7 @@
-//! Unit tests of the approval page's "What will change" field (a sibling file: render.rs is big).
+//! Unit tests of the approval page's "What will change" field.
 
 use super::*;
+use ops_core::approvals::{ApprovalRequest, ApprovalState};
 
 #[test]
 fn an_approval_page_lists_what_will_change_within_the_field_limit() {
