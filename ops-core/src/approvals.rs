@@ -20,10 +20,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ops::now_ms;
+use crate::base::{now_ms, OpsError, StoreError};
 use crate::permissions::{ApprovalRule, Permissions};
-use crate::store::{Store, StoreError};
-use crate::OpsError;
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +154,57 @@ impl Decision {
     }
 }
 
+/// Where approval requests and their votes live (implemented by `store`).
+#[async_trait::async_trait]
+pub trait ApprovalStore: Send + Sync {
+    async fn create_approval(&self, req: &ApprovalRequest) -> Result<(), StoreError>;
+    async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRequest>, StoreError>;
+    async fn set_approval_message(
+        &self,
+        id: &str,
+        channel_id: u64,
+        message_id: u64,
+    ) -> Result<(), StoreError>;
+    /// Records a vote; `false` when this person already voted on the request.
+    async fn add_vote(
+        &self,
+        id: &str,
+        voter: &PersonRef,
+        decision: Decision,
+        at_ms: i64,
+    ) -> Result<bool, StoreError>;
+    async fn count_votes(&self, id: &str, decision: Decision) -> Result<u32, StoreError>;
+    /// (login, decision) in the order they were cast.
+    async fn list_votes(&self, id: &str) -> Result<Vec<(String, Decision)>, StoreError>;
+    /// Moves `id` from `from` to `to` atomically; `false` if it was not in `from` (someone else
+    /// moved it first). A move out of `pending` also requires the request not to have expired.
+    async fn transition_approval(
+        &self,
+        id: &str,
+        from: ApprovalState,
+        to: ApprovalState,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Ends an `executing` request with its result.
+    async fn finish_approval(
+        &self,
+        id: &str,
+        to: ApprovalState,
+        now_ms: i64,
+        result: &str,
+    ) -> Result<(), StoreError>;
+    /// Expires every overdue pending request and returns those it expired.
+    async fn expire_approvals(&self, now_ms: i64) -> Result<Vec<ApprovalRequest>, StoreError>;
+    /// Marks requests a crash left `executing` (result `executing`) or `approved` (result
+    /// `approved`) as failed and returns them.
+    async fn fail_interrupted_approvals(
+        &self,
+        now_ms: i64,
+        executing: &str,
+        approved: &str,
+    ) -> Result<Vec<ApprovalRequest>, StoreError>;
+}
+
 /// What an action looks like to the approval engine. Executors live with their subsystems
 /// (Swarm, Pulumi, Vault); tests use counting fakes.
 #[async_trait]
@@ -276,7 +325,7 @@ impl ButtonKind {
 
 /// The approval engine.
 pub struct Approvals {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ApprovalStore>,
     perms: Arc<Permissions>,
     mac_key: Vec<u8>,
     executors: HashMap<String, Arc<dyn ActionExecutor>>,
@@ -286,7 +335,11 @@ type HmacSha256 = Hmac<Sha256>;
 
 impl Approvals {
     /// `mac_secret`: a server secret (the bot derives it from its Discord token).
-    pub fn new(store: Arc<dyn Store>, perms: Arc<Permissions>, mac_secret: &[u8]) -> Approvals {
+    pub fn new(
+        store: Arc<dyn ApprovalStore>,
+        perms: Arc<Permissions>,
+        mac_secret: &[u8],
+    ) -> Approvals {
         let mut h = Sha256::new();
         h.update(b"sprocket-ops approval buttons v1\0");
         h.update(mac_secret);
@@ -621,7 +674,7 @@ impl Approvals {
     ) -> Result<String, OpsError> {
         let executor = self.executor(action).map_err(|r| OpsError {
             summary: r.to_string(),
-            error_id: crate::ops::new_error_id(),
+            error_id: crate::base::new_error_id(),
         })?;
         executor.execute(params).await
     }
@@ -654,16 +707,5 @@ pub const INTERRUPTED_APPROVED: &str = "interrupted: sprocket-ops stopped after 
 
 /// 128 random bits as hex, from the OS.
 fn new_request_id() -> String {
-    let mut buf = [0u8; 16];
-    if getrandom(&mut buf).is_err() {
-        // Fall back to time and a counter: unique, if guessable; the MAC still protects buttons.
-        let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128;
-        buf = (t ^ (std::process::id() as u128) << 64).to_le_bytes();
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+    crate::base::random_hex(16)
 }

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::approvals::PersonRef;
+use crate::base::StoreError;
 use crate::github::{Freshness, GithubError, GithubUser, MembershipCache, TeamRef};
 use crate::permissions::Permissions;
-use crate::store::{Link, Store, StoreError};
 
 /// A resolved person with their roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +84,27 @@ enum Negative {
     Refused(Principal),
 }
 
+/// A Discord user's GitHub account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub discord_id: u64,
+    pub github_id: u64,
+    pub github_login: String,
+    pub linked_at_ms: i64,
+}
+
+/// Where the Discord -> GitHub links live (implemented by `store`).
+#[async_trait::async_trait]
+pub trait LinkStore: Send + Sync {
+    /// Links a Discord user to a GitHub account (replacing an earlier link of that user).
+    async fn upsert_link(&self, link: &Link) -> Result<(), StoreError>;
+    async fn get_link(&self, discord_id: u64) -> Result<Option<Link>, StoreError>;
+    async fn list_links(&self) -> Result<Vec<Link>, StoreError>;
+}
+
 /// Identity resolution over the store's links, the static mapping and GitHub.
 pub struct Identity {
-    store: Arc<dyn Store>,
+    store: Arc<dyn LinkStore>,
     cache: MembershipCache,
     perms: Arc<Permissions>,
     teams: Vec<TeamRef>,
@@ -106,7 +124,7 @@ pub struct Identity {
 impl Identity {
     /// `static_links`: Discord user id -> GitHub login, from `[github.static_links]`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn LinkStore>,
         cache: MembershipCache,
         perms: Arc<Permissions>,
         static_links: &BTreeMap<String, String>,
@@ -342,7 +360,7 @@ impl Identity {
                 discord_id,
                 github_id: user.id,
                 github_login: user.login.clone(),
-                linked_at_ms: crate::ops::now_ms(),
+                linked_at_ms: crate::base::now_ms(),
             })
             .await?;
         self.cache.invalidate(user.id);

@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod approvals;
 pub mod audit;
+pub mod base;
 pub mod breakglass;
 pub mod checkout;
 pub mod config;
@@ -27,4 +28,5 @@ pub mod store;
 pub mod swarm;
 pub mod vault;
 
-pub use ops::{Ops, OpsError};
+pub use base::OpsError;
+pub use ops::Ops;

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::config::{AlertsConfig, RoutingConfig, Severity};
-use crate::layers::glob_match;
+use crate::base::glob_match;
 
 /// Settled keys without any observation for this long are forgotten.
 pub const PRUNE_AFTER_MS: i64 = 24 * 3_600_000;

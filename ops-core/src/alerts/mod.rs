@@ -24,7 +24,8 @@
 //! Time comes from a [`Clock`], so tests drive it by hand ([`ManualClock`]); the engine has no
 //! clock and no timers of its own: all timing is here.
 
-pub mod config;
+/// The `[alerts]` configuration (it lives with the rest of the configuration).
+pub use crate::config::alerts as config;
 pub mod control;
 pub mod engine;
 pub mod probes;
@@ -32,7 +33,7 @@ pub mod sources;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ use async_trait::async_trait;
 use governor::{Quota, RateLimiter};
 use tokio::sync::{mpsc, watch};
 
+pub use crate::base::{Clock, ManualClock, SystemClock};
 pub use config::{AlertsConfig, PgTls, ProbeConfig, ProbeKind, RoutingConfig, Severity};
 pub use control::{AlertControl, AlertHub, ControlError, ProbeResult, SilenceRequest};
 pub use engine::{
@@ -60,43 +62,6 @@ pub const EVENT_CAPACITY: usize = 1024;
 pub const MAX_BACKFILL_SECS: i64 = 600;
 /// After a failed delivery, the next attempt waits this long.
 pub const DELIVERY_RETRY: Duration = Duration::from_secs(1);
-
-/// Wall-clock time in unix milliseconds, injectable.
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
-    }
-}
-
-/// A clock moved by hand (tests).
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(ms: i64) -> ManualClock {
-        ManualClock(AtomicI64::new(ms))
-    }
-    pub fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::SeqCst);
-    }
-    pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// Why a delivery failed. `Display` is safe; `detail` is for the log.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -651,6 +616,7 @@ async fn next_request(rx: &mut Option<mpsc::Receiver<SilenceRequest>>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicI64;
     use std::sync::Mutex;
 
     /// Records deliveries; fails the first `fail` calls.

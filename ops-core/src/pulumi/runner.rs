@@ -484,12 +484,7 @@ fn bounded(s: &str) -> String {
 
 /// An argument as it may be shown back: escaped, at most 40 characters.
 fn shown(s: &str) -> String {
-    let escaped = format!("{s:?}");
-    if escaped.chars().count() > 40 {
-        format!("{}…\"", escaped.chars().take(38).collect::<String>())
-    } else {
-        escaped
-    }
+    crate::base::shown(s, crate::base::Shown::Quoted, 40)
 }
 
 fn invalid(what: &'static str, value: &str, reason: &'static str) -> PulumiError {

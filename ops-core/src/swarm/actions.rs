@@ -19,12 +19,12 @@ use sha2::{Digest, Sha256};
 
 use super::{display_image, spec_diff, ServiceDetail, SpecView, SwarmApi, SwarmError};
 use crate::approvals::{ActionExecutor, Binding, ExecFailure};
-use crate::ops::new_error_id;
+use crate::base::new_error_id;
+use crate::base::OpsError;
 use crate::redact::Redactor;
-use crate::OpsError;
 
 /// The `service` parameter, checked.
-pub(super) fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
+pub(crate) fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
     match params.get("service").and_then(|v| v.as_str()) {
         Some(s) if super::valid_service_name(s) => Ok(s),
         _ => Err(OpsError {
@@ -35,7 +35,7 @@ pub(super) fn service_param(params: &serde_json::Value) -> Result<&str, OpsError
 }
 
 /// A stable digest of the service as it is now, plus `extra` (what the action adds).
-pub(super) fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
+pub(crate) fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
     let mut h = Sha256::new();
     for part in [
         "sprocket-ops swarm action v1",
@@ -55,7 +55,7 @@ pub(super) fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> St
 }
 
 /// The error for people (the summary) with the detail logged, redacted, under its id.
-pub(super) fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
+pub(crate) fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
     let error_id = new_error_id();
     tracing::error!(
         error_id = %error_id,
@@ -72,7 +72,7 @@ pub(super) fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> Ops
 /// The service id and spec version an approval pinned: `None` when it pinned nothing (a request
 /// made before pins existed); a pin that cannot be read voids the request (nothing applied),
 /// never runs it unpinned.
-pub(super) fn bound_version(bound: &serde_json::Value) -> Result<Option<(&str, u64)>, ExecFailure> {
+pub(crate) fn bound_version(bound: &serde_json::Value) -> Result<Option<(&str, u64)>, ExecFailure> {
     if bound.is_null() {
         return Ok(None);
     }
@@ -92,7 +92,7 @@ pub(super) fn bound_version(bound: &serde_json::Value) -> Result<Option<(&str, u
 
 /// Reads the service with its spec facts; an adapter without them (a test fake) gives the
 /// detail alone, so approvers see the summary only.
-pub(super) async fn read(
+pub(crate) async fn read(
     swarm: &dyn SwarmApi,
     name: &str,
 ) -> Result<(ServiceDetail, Option<SpecView>), SwarmError> {
@@ -104,7 +104,7 @@ pub(super) async fn read(
 }
 
 /// The pin of `d`, and the header line approvers see.
-pub(super) fn pin(d: &ServiceDetail) -> (serde_json::Value, String) {
+pub(crate) fn pin(d: &ServiceDetail) -> (serde_json::Value, String) {
     (
         serde_json::json!({ "service_id": d.id, "version": d.version }),
         format!(
@@ -118,7 +118,7 @@ pub(super) fn pin(d: &ServiceDetail) -> (serde_json::Value, String) {
 
 /// An approved change the engine refused, as the request's end: a stale version or a
 /// service gone or recreated under the same name voids it (nothing applied).
-pub(super) fn bound_failure(
+pub(crate) fn bound_failure(
     redactor: &Redactor,
     action: &str,
     name: &str,

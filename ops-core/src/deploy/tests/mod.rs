@@ -7,6 +7,7 @@ use futures::stream::{self, StreamExt as _};
 
 use super::*;
 use crate::pulumi::events::{parse_event_line, EventKind};
+use crate::store::Store;
 use crate::swarm::{RolloutProgress, RolloutStream, SwarmSnapshot};
 
 const CONFIG: &str = r#"
@@ -960,7 +961,7 @@ async fn recovery_marks_running_deploys_interrupted_and_releases_their_locks() {
         deploy_id: Some(id.into()),
         // The process that held them crashed: no heartbeat since.
         process: "host:1:dead".into(),
-        heartbeat_at_ms: now - crate::store::LOCK_STALE_MS - 1,
+        heartbeat_at_ms: now - crate::deploy::LOCK_STALE_MS - 1,
     };
     f.store
         .take_layer_lock(&lock("platform", "d-crashed"))

@@ -2,9 +2,9 @@
 //! `always_requires_approval`, see [`crate::protect`]): [`ProtectedBump`] (`protected_bump`,
 //! parameters `{"service", "image"}`), [`ProtectedScale`] (`protected_scale`, `{"service",
 //! "replicas"}`) and [`ProtectedRestart`] (`protected_restart`, `{"service"}`);
-//! `protected_rollback` is [`super::actions::ServiceRollback`] registered under that name.
+//! `protected_rollback` is [`crate::swarm::actions::ServiceRollback`] registered under that name.
 //!
-//! They are built like the other Swarm executors ([`super::actions`]): the digest covers the
+//! They are built like the other Swarm executors ([`crate::swarm::actions`]): the digest covers the
 //! service as read (id, version, image, replicas) plus what the action adds (the resolved
 //! image, the replica count, the restart counter); the request pins the service id and spec
 //! version read when it was made (`bind`), and execution changes exactly that version
@@ -15,16 +15,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::actions::{
+use super::{ImagePolicy, PROTECTED_BUMP, PROTECTED_RESTART, PROTECTED_SCALE};
+use crate::approvals::{ActionExecutor, Binding, ExecFailure};
+use crate::base::{new_error_id, OpsError};
+use crate::redact::Redactor;
+use crate::swarm::actions::{
     bound_failure, bound_version, ops_error, pin, read, service_digest, service_param,
 };
-use super::imageref::ImageTarget;
-use super::{display_image, SwarmApi, UpdateStarted};
-use crate::approvals::{ActionExecutor, Binding, ExecFailure};
-use crate::ops::new_error_id;
-use crate::protect::{ImagePolicy, PROTECTED_BUMP, PROTECTED_RESTART, PROTECTED_SCALE};
-use crate::redact::Redactor;
-use crate::OpsError;
+use crate::swarm::imageref::ImageTarget;
+use crate::swarm::{display_image, SwarmApi, SwarmError, UpdateStarted};
 
 /// The most replicas a protected scale may ask for (as for `/scale`).
 pub const MAX_REPLICAS: u64 = 100;
@@ -117,7 +116,7 @@ impl ActionExecutor for ProtectedBump {
         let d = self.base.swarm.inspect(name).await.map_err(fail)?;
         let to = target
             .resolve(&d.image)
-            .map_err(|e| fail(super::SwarmError::InvalidImage(e)))?;
+            .map_err(|e| fail(SwarmError::InvalidImage(e)))?;
         Ok(service_digest(PROTECTED_BUMP, &d, &to))
     }
 
@@ -128,7 +127,7 @@ impl ActionExecutor for ProtectedBump {
         let (d, _) = read(self.base.swarm.as_ref(), name).await.map_err(fail)?;
         let to = target
             .resolve(&d.image)
-            .map_err(|e| fail(super::SwarmError::InvalidImage(e)))?;
+            .map_err(|e| fail(SwarmError::InvalidImage(e)))?;
         let (bound, header) = pin(&d);
         Ok(Binding {
             digest: service_digest(PROTECTED_BUMP, &d, &to),
@@ -369,7 +368,7 @@ impl ActionExecutor for ProtectedRestart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::swarm::{ServiceDetail, ServiceInfo, SwarmError, SwarmSnapshot};
+    use crate::swarm::{ServiceDetail, ServiceInfo, SwarmSnapshot};
     use std::sync::Mutex;
 
     /// Answers `inspect` from one detail and records every change it is asked for.
