@@ -270,11 +270,12 @@ pub enum Refusal {
     Other(String),
 }
 
-impl From<StoreError> for Refusal {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "approval store error");
-        Refusal::Store
-    }
+/// The refusal for a failed store call. The store's error is not shown (the refusal says the
+/// store is unavailable), so it is logged here, where its detail is dropped; a named function,
+/// not a `From`, so no `?` logs behind the reader's back.
+fn store_refusal(e: StoreError) -> Refusal {
+    tracing::error!(error = %e, "approval store error");
+    Refusal::Store
 }
 
 /// The result of a click that was accepted.
@@ -446,7 +447,10 @@ impl Approvals {
             message_id: None,
             result: None,
         };
-        self.store.create_approval(&req).await?;
+        self.store
+            .create_approval(&req)
+            .await
+            .map_err(store_refusal)?;
         Ok(req)
     }
 
@@ -457,7 +461,11 @@ impl Approvals {
     }
 
     pub async fn get(&self, id: &str) -> Result<ApprovalRequest, Refusal> {
-        self.store.get_approval(id).await?.ok_or(Refusal::Unknown)
+        self.store
+            .get_approval(id)
+            .await
+            .map_err(store_refusal)?
+            .ok_or(Refusal::Unknown)
     }
 
     pub async fn set_message(
@@ -466,10 +474,10 @@ impl Approvals {
         channel_id: u64,
         message_id: u64,
     ) -> Result<(), Refusal> {
-        Ok(self
-            .store
+        self.store
             .set_approval_message(id, channel_id, message_id)
-            .await?)
+            .await
+            .map_err(store_refusal)
     }
 
     /// Checks that `clicker` may decide on `req` now (used before showing the confirmation and
@@ -512,18 +520,24 @@ impl Approvals {
         if req.state == ApprovalState::Pending && req.expires_at_ms <= now_ms() {
             self.store
                 .transition_approval(id, ApprovalState::Pending, ApprovalState::Expired, now_ms())
-                .await?;
+                .await
+                .map_err(store_refusal)?;
             return Err(Refusal::Expired);
         }
         self.check_decider(&req, clicker, clicker_roles)?;
         let now = now_ms();
         match decision {
             Decision::Deny => {
-                let _ = self.store.add_vote(id, clicker, decision, now).await?;
+                let _ = self
+                    .store
+                    .add_vote(id, clicker, decision, now)
+                    .await
+                    .map_err(store_refusal)?;
                 if self
                     .store
                     .transition_approval(id, ApprovalState::Pending, ApprovalState::Denied, now)
-                    .await?
+                    .await
+                    .map_err(store_refusal)?
                 {
                     Ok(Decided::Denied)
                 } else {
@@ -531,14 +545,23 @@ impl Approvals {
                 }
             }
             Decision::Approve => {
-                if !self.store.add_vote(id, clicker, decision, now).await? {
+                if !self
+                    .store
+                    .add_vote(id, clicker, decision, now)
+                    .await
+                    .map_err(store_refusal)?
+                {
                     // Either this person voted already, or the request left `pending` meanwhile.
                     return Err(match self.already_decided(id).await {
                         Refusal::AlreadyDecided("pending") => Refusal::AlreadyVoted,
                         other => other,
                     });
                 }
-                let have = self.store.count_votes(id, Decision::Approve).await?;
+                let have = self
+                    .store
+                    .count_votes(id, Decision::Approve)
+                    .await
+                    .map_err(store_refusal)?;
                 let need = req.rule.approvals;
                 if have < need {
                     return Ok(Decided::Recorded { have, need });
@@ -546,7 +569,8 @@ impl Approvals {
                 if self
                     .store
                     .transition_approval(id, ApprovalState::Pending, ApprovalState::Approved, now)
-                    .await?
+                    .await
+                    .map_err(store_refusal)?
                 {
                     Ok(Decided::Approved)
                 } else {
@@ -561,7 +585,7 @@ impl Approvals {
             Ok(Some(r)) if r.state == ApprovalState::Expired => Refusal::Expired,
             Ok(Some(r)) => Refusal::AlreadyDecided(r.state.as_str()),
             Ok(None) => Refusal::Unknown,
-            Err(e) => e.into(),
+            Err(e) => store_refusal(e),
         }
     }
 
@@ -574,7 +598,8 @@ impl Approvals {
         if !self
             .store
             .transition_approval(id, ApprovalState::Approved, ApprovalState::Executing, now)
-            .await?
+            .await
+            .map_err(store_refusal)?
         {
             return Ok(Executed::NotMine);
         }
@@ -681,22 +706,25 @@ impl Approvals {
 
     /// Moves every overdue pending request to `expired` and returns them (to disable buttons).
     pub async fn expire_due(&self) -> Result<Vec<ApprovalRequest>, Refusal> {
-        Ok(self.store.expire_approvals(now_ms()).await?)
+        self.store
+            .expire_approvals(now_ms())
+            .await
+            .map_err(store_refusal)
     }
 
     /// Requests a crash left `approved` (nothing ran yet) or `executing` (it may have run, or
     /// ran and its result was not saved) become `failed` at start-up, each with a result that
     /// says which.
     pub async fn recover_interrupted(&self) -> Result<Vec<ApprovalRequest>, Refusal> {
-        Ok(self
-            .store
+        self.store
             .fail_interrupted_approvals(now_ms(), INTERRUPTED_EXECUTING, INTERRUPTED_APPROVED)
-            .await?)
+            .await
+            .map_err(store_refusal)
     }
 
     /// Who decided what so far.
     pub async fn votes(&self, id: &str) -> Result<Vec<(String, Decision)>, Refusal> {
-        Ok(self.store.list_votes(id).await?)
+        self.store.list_votes(id).await.map_err(store_refusal)
     }
 }
 

@@ -53,11 +53,12 @@ pub enum IdentityError {
     Store,
 }
 
-impl From<StoreError> for IdentityError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "identity store error");
-        IdentityError::Store
-    }
+/// The identity error for a failed store call. The store's error is not shown, so it is
+/// logged here, where its detail is dropped; a named function, not a `From`, so no `?` logs
+/// behind the reader's back.
+fn store_unavailable(e: StoreError) -> IdentityError {
+    tracing::error!(error = %e, "identity store error");
+    IdentityError::Store
 }
 
 /// How long a resolved link is reused by read-only commands ([`Freshness::MayBeStale`]). Links
@@ -211,7 +212,12 @@ impl Identity {
     }
 
     async fn person_uncached(&self, discord_id: u64) -> Result<PersonRef, IdentityError> {
-        if let Some(l) = self.store.get_link(discord_id).await? {
+        if let Some(l) = self
+            .store
+            .get_link(discord_id)
+            .await
+            .map_err(store_unavailable)?
+        {
             return Ok(PersonRef {
                 github_id: l.github_id,
                 login: l.github_login,
@@ -362,7 +368,8 @@ impl Identity {
                 github_login: user.login.clone(),
                 linked_at_ms: crate::base::now_ms(),
             })
-            .await?;
+            .await
+            .map_err(store_unavailable)?;
         self.cache.invalidate(user.id);
         self.link_writes.fetch_add(1, Ordering::SeqCst);
         self.refused
@@ -386,7 +393,14 @@ impl Identity {
         exclude_github_id: u64,
     ) -> Result<usize, IdentityError> {
         let mut discord_ids: BTreeSet<u64> = self.static_links.keys().copied().collect();
-        discord_ids.extend(self.store.list_links().await?.iter().map(|l| l.discord_id));
+        discord_ids.extend(
+            self.store
+                .list_links()
+                .await
+                .map_err(store_unavailable)?
+                .iter()
+                .map(|l| l.discord_id),
+        );
         let mut counted = BTreeSet::new();
         for d in discord_ids {
             let Ok(p) = self.resolve(d, Freshness::MayBeStale).await else {

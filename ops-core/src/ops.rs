@@ -19,7 +19,7 @@ use crate::permissions::EVERYONE;
 use crate::redact::Redactor;
 use crate::status::StatusReport;
 use crate::store::{Store, StoreError};
-use crate::swarm::{SwarmApi, SwarmError};
+use crate::swarm::SwarmApi;
 
 /// The shared operations state.
 pub struct Ops {
@@ -259,17 +259,6 @@ impl Ops {
         tracing::error!(error_id = %error_id, detail = %self.redactor.redact(&detail.to_string()), "{summary}");
         OpsError {
             summary: summary.to_string(),
-            error_id,
-        }
-    }
-}
-
-impl From<SwarmError> for OpsError {
-    fn from(e: SwarmError) -> Self {
-        let error_id = new_error_id();
-        tracing::error!(error_id = %error_id, "swarm error: {e}");
-        OpsError {
-            summary: e.to_string(),
             error_id,
         }
     }
