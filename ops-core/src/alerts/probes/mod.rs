@@ -3,11 +3,12 @@
 //! Summaries are safe to post: no URLs with credentials, no secret values, no raw errors.
 //!
 //! Kinds: `http` (expected status), `https_redirect` (301/302/307/308 to `https://`),
-//! `graphql` (`{ __typename }` answers JSON with `data`), `tls` (peer certificate read
-//! without trusting it: days to expiry, warning under `warn_days`, failure once expired or
-//! when it is Traefik's default certificate), `tcp`, `postgres` (connect + `SELECT 1`; TLS
-//! (rustls) by the probe's `sslmode`, else the URL's, else `prefer`; `ssl_root_cert`), `redis` (RESP `AUTH` + `PING` ->
-//! `+PONG`), `vault_seal` (`/v1/sys/seal-status`: sealed fails), `rabbitmq` (`/api/overview` with basic auth), `s3`
+//! `graphql` (`{ __typename }` answers JSON with `data`), `tls` (peer certificate read by
+//! `x509-parser` without trusting it: days to expiry, warning under `warn_days`, failure once
+//! expired or when it is Traefik's default certificate), `tcp`, `postgres` (connect +
+//! `SELECT 1`; TLS (rustls) by the probe's `sslmode`, else the URL's, else `prefer`;
+//! `ssl_root_cert`), `redis` (RESP `AUTH` + `PING` -> `+PONG`), `vault_seal`
+//! (`/v1/sys/seal-status`: sealed fails), `rabbitmq` (`/api/overview` with basic auth), `s3`
 //! (HEAD of the bucket, signed with AWS SigV4 by hand: [`sigv4_authorization`]),
 //! `traefik_routers` (Traefik's API: every HTTP router `enabled`), `gatus` (every Gatus
 //! endpoint's newest result a success).

@@ -1,7 +1,7 @@
-//! Tests of the pure probe verdicts: Traefik and Gatus answers, certificates.
+//! Tests of the pure probe verdicts: Traefik and Gatus answers, certificates (read from real
+//! DER, UTCTime and GeneralizedTime), RESP.
 
 use super::redis::resp_error;
-use super::tls::der_time;
 use super::*;
 
 #[test]
@@ -83,8 +83,6 @@ fn alerts_tls_verdicts() {
         tls_verdict(&info(TRAEFIK_DEFAULT_CERT, 300), "h", 14, 0),
         ProbeOutcome::Fail(m) if m.contains("default certificate")
     ));
-    assert_eq!(der_time(0x17, b"260101000000Z"), Some(1_767_225_600_000));
-    assert_eq!(der_time(0x18, b"20260101000000Z"), Some(1_767_225_600_000));
     assert_eq!(
         resp_command(&["PING".into()]),
         b"*1\r\n$4\r\nPING\r\n".to_vec()
@@ -93,4 +91,39 @@ fn alerts_tls_verdicts() {
         resp_error("-WRONGPASS invalid username-password pair"),
         "WRONGPASS"
     );
+}
+
+/// A self-signed certificate for `cn`, valid until `year`-01-01, as DER.
+fn certificate(cn: &str, year: i32) -> Vec<u8> {
+    let mut params = rcgen::CertificateParams::new(vec!["h.example".into()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "sprocket");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.not_after = rcgen::date_time_ymd(year, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    params.self_signed(&key).unwrap().der().to_vec()
+}
+
+#[test]
+fn alerts_certificates_are_read_by_x509_parser() {
+    // 2026 is written as UTCTime, 2051 as GeneralizedTime.
+    for (year, not_after_ms) in [(2026, 1_767_225_600_000), (2051, 2_556_144_000_000)] {
+        let info = parse_certificate(&certificate(TRAEFIK_DEFAULT_CERT, year)).unwrap();
+        assert_eq!(
+            info,
+            CertInfo {
+                issuer_cn: Some(TRAEFIK_DEFAULT_CERT.into()),
+                subject_cn: Some(TRAEFIK_DEFAULT_CERT.into()),
+                not_after_ms,
+            }
+        );
+    }
+    let der = certificate("R3", 2026);
+    assert_eq!(parse_certificate(&der[..der.len() / 2]), None, "truncated");
+    assert_eq!(parse_certificate(b"not a certificate"), None);
+    assert_eq!(parse_certificate(&[]), None);
 }

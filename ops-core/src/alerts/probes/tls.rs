@@ -128,84 +128,22 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     }
 }
 
-/// One DER element: (tag, content, rest).
-pub(super) fn der(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = buf.split_first()?;
-    let (&l, rest) = rest.split_first()?;
-    let (len, rest) = if l < 0x80 {
-        (l as usize, rest)
-    } else {
-        let n = (l & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |a, b| (a << 8) | *b as usize);
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// Reads issuer and subject common names and `notAfter` from a DER certificate.
+/// Reads issuer and subject common names and `notAfter` from a DER certificate (the peer's,
+/// untrusted: parsed by `x509-parser`, not by hand).
 pub fn parse_certificate(cert: &[u8]) -> Option<CertInfo> {
-    let (0x30, cert, _) = der(cert)? else {
-        return None;
-    };
-    let (0x30, tbs, _) = der(cert)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    let (tag, _, r) = der(rest)?;
-    if tag == 0xA0 {
-        rest = r; // version
-    }
-    let (_, _, r) = der(rest)?; // serial
-    let (_, _, r) = der(r)?; // signature algorithm
-    let (_, issuer, r) = der(r)?;
-    let (_, validity, r) = der(r)?;
-    let (_, subject, _) = der(r)?;
-    let (_, _, v) = der(validity)?; // notBefore
-    let (ttag, not_after, _) = der(v)?;
+    let (_, c) = x509_parser::parse_x509_certificate(cert).ok()?;
     Some(CertInfo {
-        issuer_cn: common_name(issuer),
-        subject_cn: common_name(subject),
-        not_after_ms: der_time(ttag, not_after)?,
+        issuer_cn: common_name(c.issuer()),
+        subject_cn: common_name(c.subject()),
+        not_after_ms: c.validity().not_after.timestamp().checked_mul(1000)?,
     })
 }
 
-pub(super) fn common_name(mut name: &[u8]) -> Option<String> {
-    const CN: &[u8] = &[0x55, 0x04, 0x03];
-    while let Some((_, set, r)) = der(name) {
-        name = r;
-        let mut set = set;
-        while let Some((_, atv, r2)) = der(set) {
-            set = r2;
-            let (0x06, oid, v) = der(atv)? else {
-                continue;
-            };
-            if oid == CN {
-                let (_, value, _) = der(v)?;
-                return Some(String::from_utf8_lossy(value).into_owned());
-            }
-        }
-    }
-    None
-}
-
-pub(super) fn der_time(tag: u8, t: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(t).ok()?;
-    let s = s.strip_suffix('Z')?;
-    let full = match tag {
-        0x17 => {
-            let yy: i32 = s.get(..2)?.parse().ok()?;
-            format!(
-                "{}{}",
-                if yy < 50 { 2000 + yy } else { 1900 + yy },
-                s.get(2..)?
-            )
-        }
-        0x18 => s.to_string(),
-        _ => return None,
-    };
-    let dt = chrono::NaiveDateTime::parse_from_str(full.get(..14)?, "%Y%m%d%H%M%S").ok()?;
-    Some(dt.and_utc().timestamp_millis())
+/// The first common name of `name`, as text (lossy for a non-UTF-8 string type).
+fn common_name(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
+    let cn = name.iter_common_name().next()?;
+    Some(match cn.as_str() {
+        Ok(s) => s.to_string(),
+        Err(_) => String::from_utf8_lossy(cn.as_slice()).into_owned(),
+    })
 }
