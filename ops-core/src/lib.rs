@@ -28,5 +28,8 @@ pub mod store;
 pub mod swarm;
 pub mod vault;
 
+#[cfg(test)]
+mod testing;
+
 pub use base::OpsError;
 pub use ops::Ops;

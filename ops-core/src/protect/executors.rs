@@ -368,90 +368,28 @@ impl ActionExecutor for ProtectedRestart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::swarm::{ServiceDetail, ServiceInfo, SwarmSnapshot};
-    use std::sync::Mutex;
+    use crate::swarm::{ServiceDetail, ServiceInfo};
+    use crate::testing::FakeSwarm;
 
-    /// Answers `inspect` from one detail and records every change it is asked for.
-    struct Fake {
-        detail: ServiceDetail,
-        calls: Mutex<Vec<String>>,
-    }
-
-    impl Fake {
-        fn started(&self, name: &str, image_after: &str, replicas: Option<u64>) -> UpdateStarted {
-            UpdateStarted {
-                service_id: self.detail.id.clone(),
-                name: name.into(),
-                from_version: self.detail.version,
-                image_before: self.detail.image.clone(),
-                image_after: image_after.into(),
-                replicas_before: self.detail.replicas,
-                replicas_after: replicas,
-                warnings: vec![],
-            }
-        }
-    }
-
-    #[async_trait]
-    impl SwarmApi for Fake {
-        async fn snapshot(&self) -> Result<SwarmSnapshot, SwarmError> {
-            panic!("unexpected snapshot")
-        }
-        async fn inspect(&self, name: &str) -> Result<ServiceDetail, SwarmError> {
-            if name == self.detail.name {
-                Ok(self.detail.clone())
-            } else {
-                Err(SwarmError::NotFound { name: name.into() })
-            }
-        }
-        async fn bump(
-            &self,
-            name: &str,
-            image: &str,
-            expected: Option<u64>,
-        ) -> Result<UpdateStarted, SwarmError> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("bump {name} {image} {expected:?}"));
-            Ok(self.started(name, "vault:v2", self.detail.replicas))
-        }
-        async fn scale(
-            &self,
-            name: &str,
-            replicas: u64,
-            expected: Option<u64>,
-        ) -> Result<UpdateStarted, SwarmError> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("scale {name} {replicas} {expected:?}"));
-            Ok(self.started(name, "vault:main", Some(replicas)))
-        }
-    }
-
-    fn fake() -> Arc<Fake> {
-        Arc::new(Fake {
-            detail: ServiceDetail {
-                info: ServiceInfo {
-                    id: "id1".into(),
-                    name: "vault-service".into(),
-                    image: "vault:main".into(),
-                    replicas: Some(1),
-                    labels: Default::default(),
-                    running_tasks: None,
-                    desired_tasks: None,
-                    update_state: None,
-                    update_message: None,
-                    version: 4,
-                },
-                mode: "replicated".into(),
-                previous_image: None,
-                previous_replicas: None,
-                force_update: 0,
+    fn fake() -> Arc<FakeSwarm> {
+        Arc::new(FakeSwarm::with_detail(ServiceDetail {
+            info: ServiceInfo {
+                id: "id1".into(),
+                name: "vault-service".into(),
+                image: "vault:main".into(),
+                replicas: Some(1),
+                labels: Default::default(),
+                running_tasks: None,
+                desired_tasks: None,
+                update_state: None,
+                update_message: None,
+                version: 4,
             },
-            calls: Mutex::new(vec![]),
-        })
+            mode: "replicated".into(),
+            previous_image: None,
+            previous_replicas: None,
+            force_update: 0,
+        }))
     }
 
     #[tokio::test]

@@ -358,74 +358,28 @@ impl ActionExecutor for ServiceRollback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::swarm::{ServiceInfo, SwarmSnapshot, UpdateStarted};
-    use std::sync::Mutex;
+    use crate::swarm::ServiceInfo;
+    use crate::testing::FakeSwarm;
 
-    /// A fake that answers `inspect` from a mutable detail and records changes.
-    struct Fake {
-        detail: Mutex<ServiceDetail>,
-        calls: Mutex<Vec<String>>,
-    }
-
-    #[async_trait]
-    impl SwarmApi for Fake {
-        async fn snapshot(&self) -> Result<SwarmSnapshot, SwarmError> {
-            panic!("unexpected snapshot")
-        }
-        async fn inspect(&self, name: &str) -> Result<ServiceDetail, SwarmError> {
-            let d = self.detail.lock().unwrap().clone();
-            if d.name == name {
-                Ok(d)
-            } else {
-                Err(SwarmError::NotFound { name: name.into() })
-            }
-        }
-        async fn scale(
-            &self,
-            name: &str,
-            replicas: u64,
-            expected: Option<u64>,
-        ) -> Result<UpdateStarted, SwarmError> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("scale {name} {replicas} {expected:?}"));
-            let d = self.detail.lock().unwrap().clone();
-            Ok(UpdateStarted {
-                service_id: d.id.clone(),
-                name: name.into(),
-                from_version: d.version,
-                image_before: d.image.clone(),
-                image_after: d.image.clone(),
-                replicas_before: d.replicas,
-                replicas_after: Some(replicas),
-                warnings: vec![],
-            })
-        }
-    }
-
-    fn fake() -> Arc<Fake> {
-        Arc::new(Fake {
-            detail: Mutex::new(ServiceDetail {
-                info: ServiceInfo {
-                    id: "id1".into(),
-                    name: "web".into(),
-                    image: "web:main".into(),
-                    replicas: Some(3),
-                    labels: Default::default(),
-                    running_tasks: None,
-                    desired_tasks: None,
-                    update_state: None,
-                    update_message: None,
-                    version: 7,
-                },
-                mode: "replicated".into(),
-                previous_image: Some("web:old".into()),
-                previous_replicas: Some(3),
-                force_update: 0,
-            }),
-            calls: Mutex::new(vec![]),
-        })
+    fn fake() -> Arc<FakeSwarm> {
+        Arc::new(FakeSwarm::with_detail(ServiceDetail {
+            info: ServiceInfo {
+                id: "id1".into(),
+                name: "web".into(),
+                image: "web:main".into(),
+                replicas: Some(3),
+                labels: Default::default(),
+                running_tasks: None,
+                desired_tasks: None,
+                update_state: None,
+                update_message: None,
+                version: 7,
+            },
+            mode: "replicated".into(),
+            previous_image: Some("web:old".into()),
+            previous_replicas: Some(3),
+            force_update: 0,
+        }))
     }
 
     #[tokio::test]
@@ -436,10 +390,10 @@ mod tests {
         let d1 = exec.digest(&params).await.unwrap();
         assert_eq!(d1, exec.digest(&params).await.unwrap(), "stable");
         assert_eq!(d1.len(), 64);
-        f.detail.lock().unwrap().info.version = 8;
+        f.edit(|d| d.info.version = 8);
         let d2 = exec.digest(&params).await.unwrap();
         assert_ne!(d1, d2);
-        f.detail.lock().unwrap().info.replicas = Some(1);
+        f.edit(|d| d.info.replicas = Some(1));
         assert_ne!(d2, exec.digest(&params).await.unwrap());
         let summary = exec.execute(&params).await.unwrap();
         assert_eq!(summary, "scaling `web` from 1 to 0 replicas");
