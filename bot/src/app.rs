@@ -11,13 +11,13 @@ use ops_core::identity::Identity;
 use ops_core::layers::LayerMap;
 use ops_core::limits::RateLimits;
 use ops_core::permissions::Permissions;
+use ops_core::protect::executors::{ProtectedBump, ProtectedRestart, ProtectedScale};
 use ops_core::protect::{
     Protection, PROTECTED_BUMP, PROTECTED_RESTART, PROTECTED_ROLLBACK, PROTECTED_SCALE,
 };
 use ops_core::secret::Secret;
 use ops_core::swarm::actions::{ScaleToZero, ServiceRollback};
 use ops_core::swarm::docker::DockerSwarm;
-use ops_core::swarm::protected::{ProtectedBump, ProtectedRestart, ProtectedScale};
 use ops_core::Ops;
 
 use crate::exit::Exit;
@@ -170,7 +170,7 @@ pub async fn build_ops(
         .map_err(|e| Exit::new(Exit::USAGE, format!("github: {e}")))?;
     let perms = Arc::new(perms);
     let identity = Identity::new(
-        Arc::clone(&store),
+        store.clone(),
         MembershipCache::from_config(Arc::new(github), &cfg.github),
         Arc::clone(&perms),
         &cfg.github.static_links,
@@ -182,7 +182,7 @@ pub async fn build_ops(
         None => format!("cli-{}-{}", std::process::id(), ops_core::ops::now_ms()).into_bytes(),
     };
     let swarm: Arc<dyn ops_core::swarm::SwarmApi> = Arc::new(swarm);
-    let mut approvals = Approvals::new(Arc::clone(&store), perms, &mac_secret);
+    let mut approvals = Approvals::new(store.clone(), perms, &mac_secret);
     approvals.register(
         "scale_to_zero",
         Arc::new(ScaleToZero::new(Arc::clone(&swarm)).with_redactor(Arc::clone(&redactor))),
@@ -209,7 +209,7 @@ pub async fn build_ops(
         ops_core::deploy::Deployer::new(
             cfg,
             Arc::new(pulumi),
-            Arc::clone(&store),
+            store.clone(),
             Arc::clone(&swarm),
             Arc::clone(&redactor),
         )

@@ -12,8 +12,9 @@ use crate::approvals::{
     ApprovalRequest, ApprovalState, ButtonKind, Decided, Decision, Executed, PersonRef, Refusal,
 };
 use crate::audit::{Actor, Outcome};
+use crate::base::now_ms;
 use crate::github::Freshness;
-use crate::ops::{now_ms, Ops};
+use crate::ops::Ops;
 
 /// What a frontend shows while a click is handled.
 #[async_trait]

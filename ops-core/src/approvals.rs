@@ -20,11 +20,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::base::{now_ms, OpsError, StoreError};
 use crate::custom_id::{ApprovalButton, CustomId, Malformed};
-use crate::ops::now_ms;
 use crate::permissions::{ApprovalRule, Permissions};
-use crate::store::{Store, StoreError};
-use crate::OpsError;
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +155,57 @@ impl Decision {
     }
 }
 
+/// Where approval requests and their votes live (implemented by `store`).
+#[async_trait::async_trait]
+pub trait ApprovalStore: Send + Sync {
+    async fn create_approval(&self, req: &ApprovalRequest) -> Result<(), StoreError>;
+    async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRequest>, StoreError>;
+    async fn set_approval_message(
+        &self,
+        id: &str,
+        channel_id: u64,
+        message_id: u64,
+    ) -> Result<(), StoreError>;
+    /// Records a vote; `false` when this person already voted on the request.
+    async fn add_vote(
+        &self,
+        id: &str,
+        voter: &PersonRef,
+        decision: Decision,
+        at_ms: i64,
+    ) -> Result<bool, StoreError>;
+    async fn count_votes(&self, id: &str, decision: Decision) -> Result<u32, StoreError>;
+    /// (login, decision) in the order they were cast.
+    async fn list_votes(&self, id: &str) -> Result<Vec<(String, Decision)>, StoreError>;
+    /// Moves `id` from `from` to `to` atomically; `false` if it was not in `from` (someone else
+    /// moved it first). A move out of `pending` also requires the request not to have expired.
+    async fn transition_approval(
+        &self,
+        id: &str,
+        from: ApprovalState,
+        to: ApprovalState,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Ends an `executing` request with its result.
+    async fn finish_approval(
+        &self,
+        id: &str,
+        to: ApprovalState,
+        now_ms: i64,
+        result: &str,
+    ) -> Result<(), StoreError>;
+    /// Expires every overdue pending request and returns those it expired.
+    async fn expire_approvals(&self, now_ms: i64) -> Result<Vec<ApprovalRequest>, StoreError>;
+    /// Marks requests a crash left `executing` (result `executing`) or `approved` (result
+    /// `approved`) as failed and returns them.
+    async fn fail_interrupted_approvals(
+        &self,
+        now_ms: i64,
+        executing: &str,
+        approved: &str,
+    ) -> Result<Vec<ApprovalRequest>, StoreError>;
+}
+
 /// What an action looks like to the approval engine. Executors live with their subsystems
 /// (Swarm, Pulumi, Vault); tests use counting fakes.
 #[async_trait]
@@ -222,11 +271,12 @@ pub enum Refusal {
     Other(String),
 }
 
-impl From<StoreError> for Refusal {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "approval store error");
-        Refusal::Store
-    }
+/// The refusal for a failed store call. The store's error is not shown (the refusal says the
+/// store is unavailable), so it is logged here, where its detail is dropped; a named function,
+/// not a `From`, so no `?` logs behind the reader's back.
+fn store_refusal(e: StoreError) -> Refusal {
+    tracing::error!(error = %e, "approval store error");
+    Refusal::Store
 }
 
 /// The result of a click that was accepted.
@@ -260,7 +310,7 @@ pub use crate::custom_id::ButtonKind;
 
 /// The approval engine.
 pub struct Approvals {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ApprovalStore>,
     perms: Arc<Permissions>,
     mac_key: Vec<u8>,
     executors: HashMap<String, Arc<dyn ActionExecutor>>,
@@ -289,7 +339,11 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 impl Approvals {
     /// `mac_secret`: a server secret (the bot derives it from its Discord token).
-    pub fn new(store: Arc<dyn Store>, perms: Arc<Permissions>, mac_secret: &[u8]) -> Approvals {
+    pub fn new(
+        store: Arc<dyn ApprovalStore>,
+        perms: Arc<Permissions>,
+        mac_secret: &[u8],
+    ) -> Approvals {
         let mut h = Sha256::new();
         h.update(b"sprocket-ops approval buttons v1\0");
         h.update(mac_secret);
@@ -406,7 +460,10 @@ impl Approvals {
             message_id: None,
             result: None,
         };
-        self.store.create_approval(&req).await?;
+        self.store
+            .create_approval(&req)
+            .await
+            .map_err(store_refusal)?;
         Ok(req)
     }
 
@@ -417,7 +474,11 @@ impl Approvals {
     }
 
     pub async fn get(&self, id: &str) -> Result<ApprovalRequest, Refusal> {
-        self.store.get_approval(id).await?.ok_or(Refusal::Unknown)
+        self.store
+            .get_approval(id)
+            .await
+            .map_err(store_refusal)?
+            .ok_or(Refusal::Unknown)
     }
 
     pub async fn set_message(
@@ -426,10 +487,10 @@ impl Approvals {
         channel_id: u64,
         message_id: u64,
     ) -> Result<(), Refusal> {
-        Ok(self
-            .store
+        self.store
             .set_approval_message(id, channel_id, message_id)
-            .await?)
+            .await
+            .map_err(store_refusal)
     }
 
     /// Checks that `clicker` may decide on `req` now (used before showing the confirmation and
@@ -472,18 +533,24 @@ impl Approvals {
         if req.state == ApprovalState::Pending && req.expires_at_ms <= now_ms() {
             self.store
                 .transition_approval(id, ApprovalState::Pending, ApprovalState::Expired, now_ms())
-                .await?;
+                .await
+                .map_err(store_refusal)?;
             return Err(Refusal::Expired);
         }
         self.check_decider(&req, clicker, clicker_roles)?;
         let now = now_ms();
         match decision {
             Decision::Deny => {
-                let _ = self.store.add_vote(id, clicker, decision, now).await?;
+                let _ = self
+                    .store
+                    .add_vote(id, clicker, decision, now)
+                    .await
+                    .map_err(store_refusal)?;
                 if self
                     .store
                     .transition_approval(id, ApprovalState::Pending, ApprovalState::Denied, now)
-                    .await?
+                    .await
+                    .map_err(store_refusal)?
                 {
                     Ok(Decided::Denied)
                 } else {
@@ -491,14 +558,23 @@ impl Approvals {
                 }
             }
             Decision::Approve => {
-                if !self.store.add_vote(id, clicker, decision, now).await? {
+                if !self
+                    .store
+                    .add_vote(id, clicker, decision, now)
+                    .await
+                    .map_err(store_refusal)?
+                {
                     // Either this person voted already, or the request left `pending` meanwhile.
                     return Err(match self.already_decided(id).await {
                         Refusal::AlreadyDecided("pending") => Refusal::AlreadyVoted,
                         other => other,
                     });
                 }
-                let have = self.store.count_votes(id, Decision::Approve).await?;
+                let have = self
+                    .store
+                    .count_votes(id, Decision::Approve)
+                    .await
+                    .map_err(store_refusal)?;
                 let need = req.rule.approvals;
                 if have < need {
                     return Ok(Decided::Recorded { have, need });
@@ -506,7 +582,8 @@ impl Approvals {
                 if self
                     .store
                     .transition_approval(id, ApprovalState::Pending, ApprovalState::Approved, now)
-                    .await?
+                    .await
+                    .map_err(store_refusal)?
                 {
                     Ok(Decided::Approved)
                 } else {
@@ -521,7 +598,7 @@ impl Approvals {
             Ok(Some(r)) if r.state == ApprovalState::Expired => Refusal::Expired,
             Ok(Some(r)) => Refusal::AlreadyDecided(r.state.as_str()),
             Ok(None) => Refusal::Unknown,
-            Err(e) => e.into(),
+            Err(e) => store_refusal(e),
         }
     }
 
@@ -534,7 +611,8 @@ impl Approvals {
         if !self
             .store
             .transition_approval(id, ApprovalState::Approved, ApprovalState::Executing, now)
-            .await?
+            .await
+            .map_err(store_refusal)?
         {
             return Ok(Executed::NotMine);
         }
@@ -634,29 +712,32 @@ impl Approvals {
     ) -> Result<String, OpsError> {
         let executor = self.executor(action).map_err(|r| OpsError {
             summary: r.to_string(),
-            error_id: crate::ops::new_error_id(),
+            error_id: crate::base::new_error_id(),
         })?;
         executor.execute(params).await
     }
 
     /// Moves every overdue pending request to `expired` and returns them (to disable buttons).
     pub async fn expire_due(&self) -> Result<Vec<ApprovalRequest>, Refusal> {
-        Ok(self.store.expire_approvals(now_ms()).await?)
+        self.store
+            .expire_approvals(now_ms())
+            .await
+            .map_err(store_refusal)
     }
 
     /// Requests a crash left `approved` (nothing ran yet) or `executing` (it may have run, or
     /// ran and its result was not saved) become `failed` at start-up, each with a result that
     /// says which.
     pub async fn recover_interrupted(&self) -> Result<Vec<ApprovalRequest>, Refusal> {
-        Ok(self
-            .store
+        self.store
             .fail_interrupted_approvals(now_ms(), INTERRUPTED_EXECUTING, INTERRUPTED_APPROVED)
-            .await?)
+            .await
+            .map_err(store_refusal)
     }
 
     /// Who decided what so far.
     pub async fn votes(&self, id: &str) -> Result<Vec<(String, Decision)>, Refusal> {
-        Ok(self.store.list_votes(id).await?)
+        self.store.list_votes(id).await.map_err(store_refusal)
     }
 }
 
@@ -667,16 +748,5 @@ pub const INTERRUPTED_APPROVED: &str = "interrupted: sprocket-ops stopped after 
 
 /// 128 random bits as hex, from the OS.
 fn new_request_id() -> String {
-    let mut buf = [0u8; 16];
-    if getrandom(&mut buf).is_err() {
-        // Fall back to time and a counter: unique, if guessable; the MAC still protects buttons.
-        let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128;
-        buf = (t ^ (std::process::id() as u128) << 64).to_le_bytes();
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+    crate::base::random_hex(16)
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::StoreError;
+
 /// Who acts. Discord users are identified by their snowflake id; CLI users by their OS login.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -100,7 +102,7 @@ impl Outcome {
     }
 }
 
-/// One row to append. `params` must already be redacted (see [`crate::ops::Ops::audited`]).
+/// One row to append. `params` must already be redacted (see `Ops::audited`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub at_ms: i64,
@@ -129,4 +131,23 @@ pub struct AuditFilter {
     pub actor_id: Option<String>,
     pub since_ms: Option<i64>,
     pub limit: u32,
+}
+
+/// The audit log's repository (implemented by `store`).
+#[async_trait::async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends one audit row; returns its id.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
+    /// Audit rows, newest first.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Audit rows whose command starts with `prefix` and whose id is above `after_id`, oldest
+    /// first, at most `limit`.
+    async fn list_audit_commands(
+        &self,
+        prefix: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The newest audit row of exactly `command`.
+    async fn last_audit_of(&self, command: &str) -> Result<Option<AuditRecord>, StoreError>;
 }

@@ -9,9 +9,10 @@ use std::future::Future;
 use std::time::Instant;
 
 use crate::audit::{Actor, AuditEntry, AuditRecord, Outcome};
-use crate::ops::{new_error_id, now_ms, Ops};
+use crate::base::OpsError;
+use crate::base::{new_error_id, now_ms};
+use crate::ops::Ops;
 use crate::store::StoreError;
-use crate::OpsError;
 
 /// The audit command prefix of break-glass rows.
 pub const PREFIX: &str = "break_glass.";

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::approvals::PersonRef;
+use crate::base::StoreError;
 use crate::github::{Freshness, GithubError, GithubUser, MembershipCache, TeamRef};
 use crate::permissions::Permissions;
-use crate::store::{Link, Store, StoreError};
 
 /// A resolved person with their roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,11 +53,12 @@ pub enum IdentityError {
     Store,
 }
 
-impl From<StoreError> for IdentityError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "identity store error");
-        IdentityError::Store
-    }
+/// The identity error for a failed store call. The store's error is not shown, so it is
+/// logged here, where its detail is dropped; a named function, not a `From`, so no `?` logs
+/// behind the reader's back.
+fn store_unavailable(e: StoreError) -> IdentityError {
+    tracing::error!(error = %e, "identity store error");
+    IdentityError::Store
 }
 
 /// How long a resolved link is reused by read-only commands ([`Freshness::MayBeStale`]). Links
@@ -84,9 +85,27 @@ enum Negative {
     Refused(Principal),
 }
 
+/// A Discord user's GitHub account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub discord_id: u64,
+    pub github_id: u64,
+    pub github_login: String,
+    pub linked_at_ms: i64,
+}
+
+/// Where the Discord -> GitHub links live (implemented by `store`).
+#[async_trait::async_trait]
+pub trait LinkStore: Send + Sync {
+    /// Links a Discord user to a GitHub account (replacing an earlier link of that user).
+    async fn upsert_link(&self, link: &Link) -> Result<(), StoreError>;
+    async fn get_link(&self, discord_id: u64) -> Result<Option<Link>, StoreError>;
+    async fn list_links(&self) -> Result<Vec<Link>, StoreError>;
+}
+
 /// Identity resolution over the store's links, the static mapping and GitHub.
 pub struct Identity {
-    store: Arc<dyn Store>,
+    store: Arc<dyn LinkStore>,
     cache: MembershipCache,
     perms: Arc<Permissions>,
     teams: Vec<TeamRef>,
@@ -106,7 +125,7 @@ pub struct Identity {
 impl Identity {
     /// `static_links`: Discord user id -> GitHub login, from `[github.static_links]`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn LinkStore>,
         cache: MembershipCache,
         perms: Arc<Permissions>,
         static_links: &BTreeMap<String, String>,
@@ -193,7 +212,12 @@ impl Identity {
     }
 
     async fn person_uncached(&self, discord_id: u64) -> Result<PersonRef, IdentityError> {
-        if let Some(l) = self.store.get_link(discord_id).await? {
+        if let Some(l) = self
+            .store
+            .get_link(discord_id)
+            .await
+            .map_err(store_unavailable)?
+        {
             return Ok(PersonRef {
                 github_id: l.github_id,
                 login: l.github_login,
@@ -342,9 +366,10 @@ impl Identity {
                 discord_id,
                 github_id: user.id,
                 github_login: user.login.clone(),
-                linked_at_ms: crate::ops::now_ms(),
+                linked_at_ms: crate::base::now_ms(),
             })
-            .await?;
+            .await
+            .map_err(store_unavailable)?;
         self.cache.invalidate(user.id);
         self.link_writes.fetch_add(1, Ordering::SeqCst);
         self.refused
@@ -368,7 +393,14 @@ impl Identity {
         exclude_github_id: u64,
     ) -> Result<usize, IdentityError> {
         let mut discord_ids: BTreeSet<u64> = self.static_links.keys().copied().collect();
-        discord_ids.extend(self.store.list_links().await?.iter().map(|l| l.discord_id));
+        discord_ids.extend(
+            self.store
+                .list_links()
+                .await
+                .map_err(store_unavailable)?
+                .iter()
+                .map(|l| l.discord_id),
+        );
         let mut counted = BTreeSet::new();
         for d in discord_ids {
             let Ok(p) = self.resolve(d, Freshness::MayBeStale).await else {

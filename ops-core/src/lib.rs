@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod approval_click;
 pub mod approvals;
 pub mod audit;
+pub mod base;
 pub mod breakglass;
 pub mod checkout;
 pub mod config;
@@ -30,4 +31,8 @@ pub mod store;
 pub mod swarm;
 pub mod vault;
 
-pub use ops::{Ops, OpsError};
+#[cfg(test)]
+mod testing;
+
+pub use base::OpsError;
+pub use ops::Ops;

@@ -3,9 +3,11 @@
 //! way whether it came from Discord or the CLI.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+// The shared kinds live in the leaf; re-exported here so the frontends keep their paths.
+pub use crate::base::{new_error_id, now_ms, Denied, OpsError};
 
 use crate::approvals::Approvals;
 use crate::audit::{Actor, AuditEntry, AuditFilter, AuditRecord, Outcome};
@@ -17,7 +19,7 @@ use crate::permissions::EVERYONE;
 use crate::redact::Redactor;
 use crate::status::StatusReport;
 use crate::store::{Store, StoreError};
-use crate::swarm::{SwarmApi, SwarmError};
+use crate::swarm::SwarmApi;
 
 /// The shared operations state.
 pub struct Ops {
@@ -51,19 +53,6 @@ pub enum Access {
     /// Asks for a destructive action (an approval request): as `Change`, and it spends the
     /// per-hour destructive budget.
     Destructive,
-}
-
-/// A refusal, safe to show to the person. Recorded in the audit log as `denied`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Denied(pub String);
-
-/// An error shown to people as a safe summary plus an id; the detail goes to the log only.
-#[derive(Debug, thiserror::Error)]
-#[error("{summary} (error id {error_id})")]
-pub struct OpsError {
-    pub summary: String,
-    pub error_id: String,
 }
 
 impl Ops {
@@ -275,17 +264,6 @@ impl Ops {
     }
 }
 
-impl From<SwarmError> for OpsError {
-    fn from(e: SwarmError) -> Self {
-        let error_id = new_error_id();
-        tracing::error!(error_id = %error_id, "swarm error: {e}");
-        OpsError {
-            summary: e.to_string(),
-            error_id,
-        }
-    }
-}
-
 const RATE_LIMITED: &str = "rate limited: retry in";
 
 fn rate_limited(wait: std::time::Duration) -> Denied {
@@ -305,25 +283,12 @@ fn describe_roles(roles: &std::collections::BTreeSet<String>) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// A short id that ties a user-facing message to the log line with the detail.
-pub fn new_error_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = chrono::Utc::now().timestamp_micros() as u64;
-    format!("E{:06x}{:02x}", (t ^ (t >> 24)) & 0xff_ffff, n & 0xff)
-}
-
 /// `Ok` when `layer` is configured; else a message naming the closest layers.
 pub fn check_layer(layers: &LayerMap, layer: &str) -> Result<(), String> {
     if layers.contains(layer) {
         return Ok(());
     }
-    let near = crate::layers::closest(layer, layers.names());
+    let near = crate::base::closest(layer, layers.names());
     let all: Vec<&str> = layers.names().collect();
     Err(if near.is_empty() {
         format!("unknown layer `{layer}`; layers are: {}", all.join(", "))

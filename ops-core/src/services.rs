@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use crate::layers::closest;
-use crate::ops::{new_error_id, Ops, OpsError};
+use crate::base::closest;
+use crate::base::{new_error_id, OpsError};
+use crate::ops::Ops;
 use crate::swarm::logs::{collect_logs, CollectedLogs, LogQuery};
 use crate::swarm::rollout::RolloutPoll;
 use crate::swarm::{

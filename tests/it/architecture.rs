@@ -352,3 +352,302 @@ fn the_bot_calls_the_engine_only_with_requests_the_docker_allow_list_admits() {
         );
     }
 }
+
+// ---- Module rules inside ops-core (ARCHITECTURE.md, "Module rules") ----
+
+/// `text` without its test code (`#[cfg(test)] mod name { ... }` blocks) and comments, so doc
+/// links and tests do not count as imports.
+fn non_test_code(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "#[cfg(test)]".len()..];
+        let head = after.trim_start();
+        let head = head.strip_prefix("pub(crate) ").unwrap_or(head);
+        let open = head.find('{');
+        let semi = head.find(';');
+        match (head.strip_prefix("mod "), open, semi) {
+            (Some(_), Some(o), s) if s.is_none_or(|s| o < s) => {
+                // Skip the balanced block.
+                let start = after.len() - head.len() + o + 1;
+                let mut depth = 1;
+                let mut end = after.len();
+                for (j, c) in after[start..].char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                    if depth == 0 {
+                        end = start + j + 1;
+                        break;
+                    }
+                }
+                rest = &after[end..];
+            }
+            _ => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out.lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A file of test code only: `tests.rs`, `testing.rs` and anything under `tests/` or `testing/`.
+fn is_test_file(path: &Path) -> bool {
+    path.components().any(|c| {
+        let c = c.as_os_str();
+        c == "tests" || c == "testing" || c == "tests.rs" || c == "testing.rs"
+    })
+}
+
+/// The non-test sources of ops-core: (path below `src/`, top-level module, code).
+fn ops_core_sources() -> Vec<(String, String, String)> {
+    let src = workspace_root().join("ops-core/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut out = Vec::new();
+    for f in files {
+        let rel = f.strip_prefix(&src).expect("below src").to_path_buf();
+        if is_test_file(&rel) {
+            continue;
+        }
+        let first = rel
+            .components()
+            .next()
+            .expect("a path")
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        let text = std::fs::read_to_string(&f).expect("readable");
+        out.push((
+            rel.to_string_lossy().into_owned(),
+            first,
+            non_test_code(&text),
+        ));
+    }
+    out
+}
+
+/// The top-level modules `code` names through `crate::` paths.
+fn crate_paths(code: &str) -> BTreeSet<String> {
+    code.match_indices("crate::")
+        .filter(|(i, _)| {
+            !code[..*i]
+                .chars()
+                .last()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+        .map(|(i, _)| {
+            code[i + "crate::".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// ops-core's module graph: top-level module -> the top-level modules it imports.
+fn module_graph() -> HashMap<String, BTreeSet<String>> {
+    let mut g: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (_, module, code) in ops_core_sources() {
+        if module == "lib" {
+            continue;
+        }
+        let deps = crate_paths(&code);
+        let entry = g.entry(module.clone()).or_default();
+        entry.extend(deps.into_iter().filter(|d| *d != module));
+    }
+    g
+}
+
+/// One cycle of `g`, if it has one (depth-first search, the path back to a grey node).
+fn find_cycle(g: &HashMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        g: &HashMap<String, BTreeSet<String>>,
+        state: &mut HashMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        state.insert(n.to_string(), 1);
+        path.push(n.to_string());
+        for d in g.get(n).into_iter().flatten() {
+            if !g.contains_key(d) {
+                continue;
+            }
+            match state.get(d.as_str()).copied().unwrap_or(0) {
+                0 => {
+                    if let Some(c) = visit(d, g, state, path) {
+                        return Some(c);
+                    }
+                }
+                1 => {
+                    let at = path.iter().position(|p| p == d).expect("on the path");
+                    let mut cycle = path[at..].to_vec();
+                    cycle.push(d.clone());
+                    return Some(cycle);
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+        state.insert(n.to_string(), 2);
+        None
+    }
+    let mut state = HashMap::new();
+    let mut names: Vec<&String> = g.keys().collect();
+    names.sort();
+    for n in names {
+        if state.get(n.as_str()).copied().unwrap_or(0) == 0 {
+            if let Some(c) = visit(n, g, &mut state, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn ops_core_modules_import_no_circle() {
+    let g = module_graph();
+    assert!(
+        g.len() > 15 && g["ops"].contains("store") && g["deploy"].contains("pulumi"),
+        "the scan sees the modules and their imports: {g:?}"
+    );
+    if let Some(cycle) = find_cycle(&g) {
+        panic!(
+            "ARCHITECTURE.md invariant broken: ops-core modules import in a circle: {}",
+            cycle.join(" -> ")
+        );
+    }
+    // The check can fail.
+    let mut looped = g.clone();
+    looped.get_mut("base").expect("base").insert("ops".into());
+    assert!(find_cycle(&looped).is_some());
+}
+
+/// The leaf (`ops_core::base`) imports nothing from the crate, so everything may use it.
+#[test]
+fn the_leaf_imports_nothing_from_the_crate() {
+    let sources = ops_core_sources();
+    let leaf: Vec<_> = sources.iter().filter(|(_, m, _)| m == "base").collect();
+    assert!(leaf.len() >= 3, "the scan found the leaf's files");
+    for (path, _, code) in leaf {
+        let named: Vec<String> = crate_paths(code)
+            .into_iter()
+            .filter(|m| m != "base")
+            .collect();
+        assert!(
+            named.is_empty(),
+            "ops-core/src/{path} (the leaf) imports crate::{named:?}"
+        );
+    }
+}
+
+/// The `ops` facade is the top: the modules below it never import it. The facade is `ops`
+/// and the modules that add methods to `Ops` (`services`, `breakglass`, `approval_click`).
+#[test]
+fn nothing_below_the_facade_imports_it() {
+    const FACADE: &[&str] = &["lib", "ops", "services", "breakglass", "approval_click"];
+    let mut below = 0;
+    for (path, module, code) in ops_core_sources() {
+        if FACADE.contains(&module.as_str()) {
+            continue;
+        }
+        below += 1;
+        let named = crate_paths(&code);
+        assert!(
+            !named.contains("ops") && !code.contains("crate::Ops"),
+            "ops-core/src/{path} imports the `ops` facade"
+        );
+        for f in FACADE.iter().filter(|f| **f != "lib") {
+            assert!(
+                !named.contains(*f),
+                "ops-core/src/{path} imports the facade module `{f}`"
+            );
+        }
+    }
+    assert!(below > 50, "the scan found the modules below the facade");
+}
+
+/// Only the `bot` crate opens the store (`store::open`, `open_with`, `connect`); the rest is
+/// handed a `Store` or a domain's repository trait. Test code may open its own.
+#[test]
+fn only_the_bot_opens_the_store() {
+    let root = workspace_root();
+    let mut opened_in_bot = false;
+    for krate in ["ops-core", "commands", "bot"] {
+        let src = root.join(krate).join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        for f in files {
+            let rel = f.strip_prefix(&src).expect("below src");
+            if is_test_file(rel) || rel.starts_with("store") {
+                continue;
+            }
+            let code = non_test_code(&std::fs::read_to_string(&f).expect("readable"));
+            let opens = ["store::open(", "store::open_with(", "store::connect("]
+                .iter()
+                .any(|c| code.contains(c));
+            if krate == "bot" {
+                opened_in_bot |= opens;
+            } else {
+                assert!(!opens, "{} opens the store; only `bot` does", f.display());
+            }
+        }
+    }
+    assert!(
+        opened_in_bot,
+        "the scan found where the bot opens the store"
+    );
+}
+
+/// Only the test crate depends on the `sprocket-ops` binary crate (its library is the bot).
+#[test]
+fn only_the_tests_depend_on_the_binary_crate() {
+    let g = graph();
+    let dependents: BTreeSet<&String> = g
+        .deps
+        .iter()
+        .filter(|(_, deps)| deps.contains("sprocket-ops"))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        dependents.iter().all(|d| *d == "sprocket-ops-tests"),
+        "ARCHITECTURE.md invariant broken: {dependents:?} depend on sprocket-ops"
+    );
+}
+
+/// No source file in the workspace is over 800 lines: a longer one is split into rooms.
+#[test]
+fn no_source_file_is_over_800_lines() {
+    let root = workspace_root();
+    let mut long = Vec::new();
+    let mut seen = 0;
+    for dir in ["ops-core", "commands", "bot", "tests"] {
+        let mut files = Vec::new();
+        rust_files(&root.join(dir), &mut files);
+        for f in files {
+            let rel = f.strip_prefix(&root).expect("below the root");
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            if rel.contains("/target/") {
+                continue;
+            }
+            seen += 1;
+            let lines = std::fs::read_to_string(&f)
+                .expect("readable")
+                .lines()
+                .count();
+            if lines > 800 {
+                long.push(format!("{rel} ({lines} lines)"));
+            }
+        }
+    }
+    assert!(seen > 100, "the scan found the sources");
+    assert!(long.is_empty(), "split these files: {long:?}");
+}

@@ -16,7 +16,6 @@
 //! the test ends, passed or failed.
 
 use std::collections::HashMap;
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,7 @@ use bollard::models::{
     TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{ListConfigsOptionsBuilder, ListSecretsOptionsBuilder};
+use sprocket_ops_tests::docker_cli::{docker, docker_ok, Cleanup};
 use sprocket_ops_tests::env;
 use sprocket_ops_tests::fake_discord::FakeDiscord;
 use sprocket_ops_tests::swarm::{TestSwarm, CREATED_LABEL, STALE_AFTER, TEST_LABEL};
@@ -76,63 +76,6 @@ fn image() -> String {
             image
         })
         .clone()
-}
-
-/// `docker <args>` (argv, no shell).
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `docker {}`: {e}", args.join(" ")))
-}
-
-/// `docker <args>`, which must succeed; its stdout, trimmed.
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "`docker {}` failed ({}): {}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Removes what a test created (in reverse order) when dropped, through the Docker CLI, so it
-/// also works while a failed test unwinds. Each entry is the argv of a removal command.
-#[derive(Default)]
-struct Cleanup(Vec<Vec<String>>);
-
-impl Cleanup {
-    fn push(&mut self, args: &[&str]) {
-        self.0.push(args.iter().map(|s| s.to_string()).collect());
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        while let Some(args) = self.0.pop() {
-            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-            // A service must be gone before its configs and secrets can be removed.
-            for attempt in 0..20 {
-                let out = docker(&argv);
-                let err = String::from_utf8_lossy(&out.stderr);
-                if out.status.success() || err.contains("not found") || err.contains("No such") {
-                    break;
-                }
-                if attempt == 19 {
-                    eprintln!(
-                        "image test cleanup: `docker {}`: {}",
-                        argv.join(" "),
-                        err.trim()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        }
-    }
 }
 
 /// The name of something this test run creates.

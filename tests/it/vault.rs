@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use ops_core::approvals::ActionExecutor;
+use ops_core::base::SharedClock as Clock;
 use ops_core::config::VaultConfig;
-use ops_core::github::Clock;
 use ops_core::secret::SecretSource;
 use ops_core::vault::{
     secrets_report, wall_clock, Ceremony, CeremonyError, CeremonyState, CeremonyUpdate, SealStatus,

@@ -28,7 +28,8 @@ use tokio::task::JoinHandle;
 
 use super::config::Severity;
 use super::engine::Observation;
-use crate::layers::{glob_match, LayerMap};
+use crate::base::glob_match;
+use crate::layers::LayerMap;
 use crate::swarm::docker::DockerSwarm;
 use crate::swarm::SwarmSnapshot;
 

@@ -255,7 +255,7 @@ impl UnlockExecutor {
             .map(str::to_string)
             .ok_or_else(|| OpsError {
                 summary: "unlock needs a layer".into(),
-                error_id: crate::ops::new_error_id(),
+                error_id: crate::base::new_error_id(),
             })
     }
 }
@@ -266,7 +266,7 @@ impl ActionExecutor for UnlockExecutor {
         let layer = Self::layer(params)?;
         let locks = self.deployer.locks().await.map_err(|e| OpsError {
             summary: e.to_string(),
-            error_id: crate::ops::new_error_id(),
+            error_id: crate::base::new_error_id(),
         })?;
         Ok(match locks.iter().find(|l| l.layer == layer) {
             Some(l) => format!("{}:{}:{}", l.layer, l.owner, l.started_at_ms),
@@ -284,7 +284,7 @@ impl ActionExecutor for UnlockExecutor {
             Ok(None) => Ok(format!("`{layer}` was not locked")),
             Err(e) => Err(OpsError {
                 summary: e.to_string(),
-                error_id: crate::ops::new_error_id(),
+                error_id: crate::base::new_error_id(),
             }),
         }
     }

@@ -8,7 +8,7 @@ impl Deployer {
     pub fn new(
         cfg: &Config,
         pulumi: Arc<dyn PulumiApi>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn DeployStore>,
         swarm: Arc<dyn SwarmApi>,
         redactor: Arc<Redactor>,
     ) -> Deployer {
@@ -401,7 +401,7 @@ impl Deployer {
 
     pub(super) fn layer(&self, layer: &str) -> Result<&LayerConfig, DeployError> {
         self.layers.get(layer).ok_or_else(|| {
-            let near = crate::layers::closest(layer, self.layers.keys().map(String::as_str));
+            let near = crate::base::closest(layer, self.layers.keys().map(String::as_str));
             let shown = shown(layer);
             DeployError::UnknownLayer(if near.is_empty() {
                 format!(

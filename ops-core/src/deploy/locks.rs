@@ -177,7 +177,7 @@ impl Deployer {
 
     /// Whether the process holding `lock` is alive: this process only for a deploy running
     /// here; another process of this machine and pid namespace by its pid and start time
-    /// (`/proc`); any other by its heartbeat (renewed within [`crate::store::LOCK_STALE_MS`]).
+    /// (`/proc`); any other by its heartbeat (renewed within [`LOCK_STALE_MS`]).
     pub(super) fn holder_alive(&self, lock: &LayerLock, now: i64) -> bool {
         let held = || lock.deploy_id.as_deref().is_some_and(held_here);
         if lock.process == self.process {

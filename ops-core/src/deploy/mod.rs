@@ -9,7 +9,7 @@
 //!    The holding process renews the heartbeat while it deploys. [`Deployer::recover_interrupted`]
 //!    (at start-up, then periodically) releases the locks of holders that are gone: a process
 //!    of this machine that no longer runs (its pid and start time), any other whose heartbeat
-//!    is older than [`crate::store::LOCK_STALE_MS`]. A lock whose process is alive (a CLI
+//!    is older than [`LOCK_STALE_MS`]. A lock whose process is alive (a CLI
 //!    deploy while the bot starts) is never released by recovery.
 //! 3. `pulumi config set <image_tag_key> <tag>` (layers with a tag key only), then
 //!    `pulumi preview`: a [`PreviewSummary`] by resource type. Deletes or replaces, or a layer
@@ -39,25 +39,27 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::approvals::{ActionExecutor, Binding, ExecFailure};
+use crate::base::OpsError;
+use crate::base::StoreError;
+use crate::base::{new_error_id, now_ms};
 use crate::checkout::{CheckoutError, CheckoutState};
 use crate::config::{Config, LayerConfig};
 use crate::layers::LayerMap;
-use crate::ops::{new_error_id, now_ms};
 use crate::pulumi::events::UpdateTracker;
 use crate::pulumi::{
     EngineEvent, EventSink, PreviewSummary, PulumiApi, PulumiError, StackRef, UpOutcome,
 };
 use crate::redact::Redactor;
-use crate::store::{Store, StoreError, LOCK_HEARTBEAT_MS};
 use crate::swarm::{
     display_image, ImageTarget, RolloutOutcome, RolloutPoll, ServiceInfo, SwarmApi, SwarmError,
 };
-use crate::OpsError;
 
 mod liveness;
 use liveness::{proc_start_time, process_name, Heartbeat, ProcessId};
 
-pub use crate::store::{DeployRecord, DeployState, LayerLock};
+pub use records::{
+    DeployRecord, DeployState, DeployStore, LayerLock, LOCK_HEARTBEAT_MS, LOCK_STALE_MS,
+};
 
 /// Approval action for a deploy that deletes or replaces resources.
 pub const ACTION_DESTRUCTIVE: &str = "layer_deploy_destructive";
@@ -334,7 +336,7 @@ impl Default for VerifyPolicy {
 /// The layer deploy service.
 pub struct Deployer {
     pulumi: Arc<dyn PulumiApi>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeployStore>,
     swarm: Arc<dyn SwarmApi>,
     layers: BTreeMap<String, LayerConfig>,
     layer_map: LayerMap,
@@ -584,29 +586,16 @@ fn error_text(e: &DeployError) -> String {
 
 /// A fresh deploy id: time plus 64 random bits.
 fn new_deploy_id() -> String {
-    use std::io::Read;
-    let mut buf = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_err()
-    {
-        let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
-        buf = (t ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
-    }
     format!(
         "d{}-{}",
         chrono::Utc::now().format("%Y%m%d%H%M%S"),
-        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        crate::base::random_hex(8)
     )
 }
 
+/// An argument as it may be shown back: quoted and escaped, at most 40 characters.
 fn shown(s: &str) -> String {
-    let escaped = format!("{s:?}");
-    if escaped.chars().count() > 40 {
-        format!("{}…\"", escaped.chars().take(38).collect::<String>())
-    } else {
-        escaped
-    }
+    crate::base::shown(s, crate::base::Shown::Quoted, 40)
 }
 
 /// A deploy tag: a bare image tag (`v2`, `:v2`), by the reference grammar.
@@ -649,6 +638,7 @@ mod executor;
 mod flow;
 mod history;
 mod locks;
+mod records;
 mod steps;
 pub use executor::{LayerDeployExecutor, UnlockExecutor};
 

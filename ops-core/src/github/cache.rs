@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use super::{GithubApi, GithubError, TeamRef};
+use crate::base::{SharedClock, SystemClock};
 use crate::config::GithubConfig;
 
 /// Above this many cached accounts, entries older than `max_stale` are pruned.
@@ -42,9 +43,6 @@ struct Cached {
     at_ms: i64,
 }
 
-/// A clock in milliseconds since the epoch.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
 /// The cached answers about one account: the login they were asked by, and per team.
 #[derive(Debug, Default)]
 struct PerAccount {
@@ -61,7 +59,7 @@ pub struct MembershipCache {
     api: Arc<dyn GithubApi>,
     ttl_ms: i64,
     max_stale_ms: i64,
-    clock: Clock,
+    clock: SharedClock,
     /// Account id -> answers.
     entries: Mutex<HashMap<u64, PerAccount>>,
 }
@@ -86,7 +84,7 @@ impl MembershipCache {
             api,
             ttl_ms: secs_to_ms(ttl_secs),
             max_stale_ms: secs_to_ms(max_stale_secs.max(ttl_secs)),
-            clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
+            clock: SystemClock::shared(),
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -97,7 +95,7 @@ impl MembershipCache {
     }
 
     /// Replaces the clock (ms since the epoch), for tests.
-    pub fn with_clock(mut self, clock: Clock) -> MembershipCache {
+    pub fn with_clock(mut self, clock: SharedClock) -> MembershipCache {
         self.clock = clock;
         self
     }
@@ -124,7 +122,7 @@ impl MembershipCache {
         teams: &[TeamRef],
         freshness: Freshness,
     ) -> Result<TeamsAnswer, GithubError> {
-        let now = (self.clock)();
+        let now = self.clock.now_ms();
         let login_key = login.to_ascii_lowercase();
         // Deduplicated by key, keeping the caller's spelling.
         let wanted: BTreeMap<String, &TeamRef> = teams.iter().map(|t| (t.key(), t)).collect();

@@ -25,7 +25,7 @@ use crate::config::GithubConfig;
 use crate::secret::Secret;
 
 mod cache;
-pub use cache::{Clock, Freshness, MembershipCache, TeamsAnswer};
+pub use cache::{Freshness, MembershipCache, TeamsAnswer};
 
 /// The `User-Agent` sent on every request (GitHub rejects requests without one).
 pub const USER_AGENT: &str = concat!("sprocket-ops/", env!("CARGO_PKG_VERSION"));
@@ -660,7 +660,7 @@ fn check_login(login: &str) -> Result<(), GithubError> {
 
 /// A short, printable rendering of untrusted input for messages.
 fn printable(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(60).collect()
+    crate::base::shown(s, crate::base::Shown::Stripped, 60)
 }
 /// Why linking a GitHub account failed. Messages are safe to show to users.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

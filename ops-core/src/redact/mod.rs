@@ -51,6 +51,21 @@ pub fn global() -> &'static Redactor {
     &GLOBAL
 }
 
+/// `postgres://user:pw@host/db` -> `postgres://user:***@host/db`, for messages and logs.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, tail) = match rest.find('@') {
+        Some(i) if !rest[..i].contains('/') => (&rest[..i], &rest[i..]),
+        _ => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{tail}"),
+        None => url.to_string(),
+    }
+}
+
 /// The redactor. Cheap to clone; clones share the known values.
 #[derive(Clone)]
 pub struct Redactor {

@@ -421,3 +421,16 @@ fn text_a_person_typed_teaches_the_redactor_nothing() {
         .redact_untrusted("look: s3cr3t-value-xyz")
         .contains("s3cr3t-value-xyz"));
 }
+
+#[test]
+fn url_passwords_are_hidden() {
+    assert_eq!(
+        redact_url_password("postgres://u:pw@h:5432/db"),
+        "postgres://u:***@h:5432/db"
+    );
+    assert_eq!(
+        redact_url_password("postgres://u@h/db"),
+        "postgres://u@h/db"
+    );
+    assert_eq!(redact_url_password("sqlite://x.db"), "sqlite://x.db");
+}

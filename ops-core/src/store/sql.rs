@@ -1,10 +1,13 @@
-//! The SQL behind [`Store`], written once and instantiated for SQLite and Postgres: both accept
+//! The SQL behind [`Store`] (every domain's repository trait), written once and instantiated for SQLite and Postgres: both accept
 //! `$n` placeholders and the same DDL types through their own migration folders.
 
 use async_trait::async_trait;
 use sqlx::{Pool, Postgres, Row, Sqlite};
 
-use super::{DeployRecord, DeployState, LayerLock, Link, Store, StoreError};
+use super::{
+    ApprovalStore, AuditLog, DeployRecord, DeployState, DeployStore, LayerLock, Link, LinkStore,
+    Store, StoreError,
+};
 use crate::approvals::{ApprovalRequest, ApprovalState, Decision, PersonRef};
 use crate::audit::{Actor, AuditEntry, AuditFilter, AuditRecord, Frontend, Outcome};
 
@@ -204,12 +207,14 @@ macro_rules! sql_store {
             }
         }
 
-        #[async_trait]
         impl Store for $name {
             fn backend(&self) -> &'static str {
                 $backend
             }
+        }
 
+        #[async_trait]
+        impl AuditLog for $name {
             async fn append_audit(&self, e: &AuditEntry) -> Result<i64, StoreError> {
                 let row = sqlx::query(INSERT_AUDIT)
                     .bind(e.at_ms)
@@ -265,6 +270,10 @@ macro_rules! sql_store {
                 row.map(|r| audit_from_row(&r).map_err(query_err)).transpose()
             }
 
+        }
+
+        #[async_trait]
+        impl LinkStore for $name {
             async fn upsert_link(&self, l: &Link) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO links (discord_id, github_id, github_login, linked_at_ms) VALUES ($1, $2, $3, $4) \
@@ -298,6 +307,10 @@ macro_rules! sql_store {
                 rows.iter().map(|r| link_from_row(r).map_err(query_err)).collect()
             }
 
+        }
+
+        #[async_trait]
+        impl ApprovalStore for $name {
             async fn create_approval(&self, r: &ApprovalRequest) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO approvals (id, action, params, digest, summary, requester_github_id, requester_login, \
@@ -446,6 +459,10 @@ macro_rules! sql_store {
                 rows.iter().map(|r| approval_from_row(r).map_err(query_err)).collect()
             }
 
+        }
+
+        #[async_trait]
+        impl DeployStore for $name {
             async fn take_layer_lock(&self, l: &LayerLock) -> Result<Result<(), LayerLock>, StoreError> {
                 // A lock released between the refused upsert and the read is taken on the next
                 // round; a lock that keeps changing hands is reported as held.

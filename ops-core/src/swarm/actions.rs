@@ -19,12 +19,12 @@ use sha2::{Digest, Sha256};
 
 use super::{display_image, spec_diff, ServiceDetail, SpecView, SwarmApi, SwarmError};
 use crate::approvals::{ActionExecutor, Binding, ExecFailure};
-use crate::ops::new_error_id;
+use crate::base::new_error_id;
+use crate::base::OpsError;
 use crate::redact::Redactor;
-use crate::OpsError;
 
 /// The `service` parameter, checked.
-pub(super) fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
+pub(crate) fn service_param(params: &serde_json::Value) -> Result<&str, OpsError> {
     match params.get("service").and_then(|v| v.as_str()) {
         Some(s) if super::valid_service_name(s) => Ok(s),
         _ => Err(OpsError {
@@ -35,7 +35,7 @@ pub(super) fn service_param(params: &serde_json::Value) -> Result<&str, OpsError
 }
 
 /// A stable digest of the service as it is now, plus `extra` (what the action adds).
-pub(super) fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
+pub(crate) fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> String {
     let mut h = Sha256::new();
     for part in [
         "sprocket-ops swarm action v1",
@@ -55,7 +55,7 @@ pub(super) fn service_digest(action: &str, d: &ServiceDetail, extra: &str) -> St
 }
 
 /// The error for people (the summary) with the detail logged, redacted, under its id.
-pub(super) fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
+pub(crate) fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> OpsError {
     let error_id = new_error_id();
     tracing::error!(
         error_id = %error_id,
@@ -72,7 +72,7 @@ pub(super) fn ops_error(redactor: &Redactor, action: &str, e: SwarmError) -> Ops
 /// The service id and spec version an approval pinned: `None` when it pinned nothing (a request
 /// made before pins existed); a pin that cannot be read voids the request (nothing applied),
 /// never runs it unpinned.
-pub(super) fn bound_version(bound: &serde_json::Value) -> Result<Option<(&str, u64)>, ExecFailure> {
+pub(crate) fn bound_version(bound: &serde_json::Value) -> Result<Option<(&str, u64)>, ExecFailure> {
     if bound.is_null() {
         return Ok(None);
     }
@@ -92,7 +92,7 @@ pub(super) fn bound_version(bound: &serde_json::Value) -> Result<Option<(&str, u
 
 /// Reads the service with its spec facts; an adapter without them (a test fake) gives the
 /// detail alone, so approvers see the summary only.
-pub(super) async fn read(
+pub(crate) async fn read(
     swarm: &dyn SwarmApi,
     name: &str,
 ) -> Result<(ServiceDetail, Option<SpecView>), SwarmError> {
@@ -104,7 +104,7 @@ pub(super) async fn read(
 }
 
 /// The pin of `d`, and the header line approvers see.
-pub(super) fn pin(d: &ServiceDetail) -> (serde_json::Value, String) {
+pub(crate) fn pin(d: &ServiceDetail) -> (serde_json::Value, String) {
     (
         serde_json::json!({ "service_id": d.id, "version": d.version }),
         format!(
@@ -118,7 +118,7 @@ pub(super) fn pin(d: &ServiceDetail) -> (serde_json::Value, String) {
 
 /// An approved change the engine refused, as the request's end: a stale version or a
 /// service gone or recreated under the same name voids it (nothing applied).
-pub(super) fn bound_failure(
+pub(crate) fn bound_failure(
     redactor: &Redactor,
     action: &str,
     name: &str,
@@ -358,74 +358,28 @@ impl ActionExecutor for ServiceRollback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::swarm::{ServiceInfo, SwarmSnapshot, UpdateStarted};
-    use std::sync::Mutex;
+    use crate::swarm::ServiceInfo;
+    use crate::testing::FakeSwarm;
 
-    /// A fake that answers `inspect` from a mutable detail and records changes.
-    struct Fake {
-        detail: Mutex<ServiceDetail>,
-        calls: Mutex<Vec<String>>,
-    }
-
-    #[async_trait]
-    impl SwarmApi for Fake {
-        async fn snapshot(&self) -> Result<SwarmSnapshot, SwarmError> {
-            panic!("unexpected snapshot")
-        }
-        async fn inspect(&self, name: &str) -> Result<ServiceDetail, SwarmError> {
-            let d = self.detail.lock().unwrap().clone();
-            if d.name == name {
-                Ok(d)
-            } else {
-                Err(SwarmError::NotFound { name: name.into() })
-            }
-        }
-        async fn scale(
-            &self,
-            name: &str,
-            replicas: u64,
-            expected: Option<u64>,
-        ) -> Result<UpdateStarted, SwarmError> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("scale {name} {replicas} {expected:?}"));
-            let d = self.detail.lock().unwrap().clone();
-            Ok(UpdateStarted {
-                service_id: d.id.clone(),
-                name: name.into(),
-                from_version: d.version,
-                image_before: d.image.clone(),
-                image_after: d.image.clone(),
-                replicas_before: d.replicas,
-                replicas_after: Some(replicas),
-                warnings: vec![],
-            })
-        }
-    }
-
-    fn fake() -> Arc<Fake> {
-        Arc::new(Fake {
-            detail: Mutex::new(ServiceDetail {
-                info: ServiceInfo {
-                    id: "id1".into(),
-                    name: "web".into(),
-                    image: "web:main".into(),
-                    replicas: Some(3),
-                    labels: Default::default(),
-                    running_tasks: None,
-                    desired_tasks: None,
-                    update_state: None,
-                    update_message: None,
-                    version: 7,
-                },
-                mode: "replicated".into(),
-                previous_image: Some("web:old".into()),
-                previous_replicas: Some(3),
-                force_update: 0,
-            }),
-            calls: Mutex::new(vec![]),
-        })
+    fn fake() -> Arc<FakeSwarm> {
+        Arc::new(FakeSwarm::with_detail(ServiceDetail {
+            info: ServiceInfo {
+                id: "id1".into(),
+                name: "web".into(),
+                image: "web:main".into(),
+                replicas: Some(3),
+                labels: Default::default(),
+                running_tasks: None,
+                desired_tasks: None,
+                update_state: None,
+                update_message: None,
+                version: 7,
+            },
+            mode: "replicated".into(),
+            previous_image: Some("web:old".into()),
+            previous_replicas: Some(3),
+            force_update: 0,
+        }))
     }
 
     #[tokio::test]
@@ -436,10 +390,10 @@ mod tests {
         let d1 = exec.digest(&params).await.unwrap();
         assert_eq!(d1, exec.digest(&params).await.unwrap(), "stable");
         assert_eq!(d1.len(), 64);
-        f.detail.lock().unwrap().info.version = 8;
+        f.edit(|d| d.info.version = 8);
         let d2 = exec.digest(&params).await.unwrap();
         assert_ne!(d1, d2);
-        f.detail.lock().unwrap().info.replicas = Some(1);
+        f.edit(|d| d.info.replicas = Some(1));
         assert_ne!(d2, exec.digest(&params).await.unwrap());
         let summary = exec.execute(&params).await.unwrap();
         assert_eq!(summary, "scaling `web` from 1 to 0 replicas");

@@ -50,11 +50,7 @@ const TAG_RULE: &str =
 
 /// At most 64 characters, control characters escaped: user text inside an error message.
 fn shown(s: &str) -> String {
-    let mut out: String = s.chars().take(64).flat_map(char::escape_debug).collect();
-    if s.chars().count() > 64 {
-        out.push('…');
-    }
-    out
+    crate::base::shown(s, crate::base::Shown::Escaped, 64)
 }
 
 /// The first character that can appear nowhere in a reference.

@@ -3,17 +3,17 @@
 //!
 //! Operations (issue 4): inspect, bump an image ([`imageref`] parses the reference), follow a
 //! rollout ([`rollout`]), Swarm's own rollback, scale, forced restart, service logs with a
-//! bounded, redacting collector ([`logs`]), and the approval executors ([`actions`], and
-//! [`protected`] for the services of protected layers). Every
-//! change is an optimistic update on the service's version index, so a concurrent change is a
+//! bounded, redacting collector ([`logs`]), and the approval executors ([`actions`]; those of
+//! protected layers are `protect::executors`). Every change is an optimistic update on the service's version index, so a concurrent change is a
 //! [`SwarmError::Conflict`], never a silent overwrite.
+
+pub use crate::base::valid_service_name;
 
 pub mod actions;
 pub mod allowlist;
 pub mod docker;
 pub mod imageref;
 pub mod logs;
-pub mod protected;
 mod rawapi;
 pub mod rollout;
 pub mod spec;
@@ -256,15 +256,6 @@ pub trait SwarmApi: Send + Sync {
     async fn logs(&self, _name: &str, _query: LogQuery) -> Result<LogLines, SwarmError> {
         Err(SwarmError::unsupported("logs"))
     }
-}
-
-/// Docker's rule for service names (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 63 characters), or a
-/// full service id. Checked before a name goes into a request path.
-pub fn valid_service_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        && name.len() <= 64
 }
 
 /// Strips a `@sha256:...` digest for display, as `docker service ls` does.

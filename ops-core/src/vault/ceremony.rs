@@ -22,11 +22,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{SealStatus, ShareSecret, VaultApi, VaultError};
-use crate::github::Clock;
+use crate::base::{SharedClock, SystemClock};
 
 /// The wall clock in milliseconds since the epoch.
-pub fn wall_clock() -> Clock {
-    Arc::new(|| chrono::Utc::now().timestamp_millis())
+pub fn wall_clock() -> SharedClock {
+    SystemClock::shared()
 }
 
 /// Where a ceremony stands. Only [`CeremonyState::Open`] accepts shares.
@@ -192,7 +192,7 @@ pub struct CeremonySnapshot {
 /// One unseal ceremony.
 pub struct Ceremony {
     api: Arc<dyn VaultApi>,
-    clock: Clock,
+    clock: SharedClock,
     idle_ms: i64,
     opened_by: String,
     opened_at_ms: i64,
@@ -234,7 +234,7 @@ impl Ceremony {
     /// attempt is followed.
     pub fn start(
         api: Arc<dyn VaultApi>,
-        clock: Clock,
+        clock: SharedClock,
         idle: Duration,
         opened_by: impl Into<String>,
         vault_status: &SealStatus,
@@ -245,7 +245,7 @@ impl Ceremony {
         if !vault_status.sealed {
             return Err(CeremonyError::AlreadyUnsealed);
         }
-        let now = clock();
+        let now = clock.now_ms();
         let opened_by = opened_by.into();
         tracing::info!(opened_by = %opened_by, progress = vault_status.progress, threshold = vault_status.t, "unseal ceremony opened");
         Ok(Ceremony {
@@ -320,7 +320,7 @@ impl Ceremony {
 
     fn event(&mut self, login: &str, kind: CeremonyEventKind) {
         self.events.push(CeremonyEvent {
-            at_ms: (self.clock)(),
+            at_ms: self.clock.now_ms(),
             login: login.to_string(),
             kind,
         });
@@ -389,7 +389,7 @@ impl Ceremony {
 
         let result = self.api.unseal(&share).await;
         drop(share);
-        let now = (self.clock)();
+        let now = self.clock.now_ms();
 
         match result {
             Ok(after) => {
@@ -522,7 +522,7 @@ mod tests {
     use super::super::testing::*;
     use super::*;
 
-    fn clock_at(ms: &Arc<AtomicI64>) -> Clock {
+    fn clock_at(ms: &Arc<AtomicI64>) -> SharedClock {
         let ms = ms.clone();
         Arc::new(move || ms.load(Ordering::SeqCst))
     }

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 use crate::approvals::ActionExecutor;
-use crate::ops::new_error_id;
-use crate::OpsError;
+use crate::base::new_error_id;
+use crate::base::OpsError;
 
 mod ceremony;
 mod client;

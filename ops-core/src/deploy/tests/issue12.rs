@@ -202,7 +202,7 @@ async fn the_deployer_renews_its_locks_heartbeat_and_recovery_frees_a_stale_one(
             expires_at_ms: now + 3_600_000,
             deploy_id: Some("d-dead".into()),
             process: "elsewhere:7:dead".into(),
-            heartbeat_at_ms: now - crate::store::LOCK_STALE_MS - 1,
+            heartbeat_at_ms: now - crate::deploy::LOCK_STALE_MS - 1,
         })
         .await
         .unwrap()

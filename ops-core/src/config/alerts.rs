@@ -546,7 +546,7 @@ mod tests {
 
     #[test]
     fn alerts_config_example_parses_and_validates() {
-        let src = include_str!("config.rs");
+        let src = include_str!("alerts.rs");
         let toml: String = src
             .lines()
             .skip_while(|l| !l.starts_with("//! ```toml"))

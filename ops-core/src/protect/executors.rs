@@ -2,9 +2,9 @@
 //! `always_requires_approval`, see [`crate::protect`]): [`ProtectedBump`] (`protected_bump`,
 //! parameters `{"service", "image"}`), [`ProtectedScale`] (`protected_scale`, `{"service",
 //! "replicas"}`) and [`ProtectedRestart`] (`protected_restart`, `{"service"}`);
-//! `protected_rollback` is [`super::actions::ServiceRollback`] registered under that name.
+//! `protected_rollback` is [`crate::swarm::actions::ServiceRollback`] registered under that name.
 //!
-//! They are built like the other Swarm executors ([`super::actions`]): the digest covers the
+//! They are built like the other Swarm executors ([`crate::swarm::actions`]): the digest covers the
 //! service as read (id, version, image, replicas) plus what the action adds (the resolved
 //! image, the replica count, the restart counter); the request pins the service id and spec
 //! version read when it was made (`bind`), and execution changes exactly that version
@@ -15,16 +15,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::actions::{
+use super::{ImagePolicy, PROTECTED_BUMP, PROTECTED_RESTART, PROTECTED_SCALE};
+use crate::approvals::{ActionExecutor, Binding, ExecFailure};
+use crate::base::{new_error_id, OpsError};
+use crate::redact::Redactor;
+use crate::swarm::actions::{
     bound_failure, bound_version, ops_error, pin, read, service_digest, service_param,
 };
-use super::imageref::ImageTarget;
-use super::{display_image, SwarmApi, UpdateStarted};
-use crate::approvals::{ActionExecutor, Binding, ExecFailure};
-use crate::ops::new_error_id;
-use crate::protect::{ImagePolicy, PROTECTED_BUMP, PROTECTED_RESTART, PROTECTED_SCALE};
-use crate::redact::Redactor;
-use crate::OpsError;
+use crate::swarm::imageref::ImageTarget;
+use crate::swarm::{display_image, SwarmApi, SwarmError, UpdateStarted};
 
 /// The most replicas a protected scale may ask for (as for `/scale`).
 pub const MAX_REPLICAS: u64 = 100;
@@ -117,7 +116,7 @@ impl ActionExecutor for ProtectedBump {
         let d = self.base.swarm.inspect(name).await.map_err(fail)?;
         let to = target
             .resolve(&d.image)
-            .map_err(|e| fail(super::SwarmError::InvalidImage(e)))?;
+            .map_err(|e| fail(SwarmError::InvalidImage(e)))?;
         Ok(service_digest(PROTECTED_BUMP, &d, &to))
     }
 
@@ -128,7 +127,7 @@ impl ActionExecutor for ProtectedBump {
         let (d, _) = read(self.base.swarm.as_ref(), name).await.map_err(fail)?;
         let to = target
             .resolve(&d.image)
-            .map_err(|e| fail(super::SwarmError::InvalidImage(e)))?;
+            .map_err(|e| fail(SwarmError::InvalidImage(e)))?;
         let (bound, header) = pin(&d);
         Ok(Binding {
             digest: service_digest(PROTECTED_BUMP, &d, &to),
@@ -369,90 +368,28 @@ impl ActionExecutor for ProtectedRestart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::swarm::{ServiceDetail, ServiceInfo, SwarmError, SwarmSnapshot};
-    use std::sync::Mutex;
+    use crate::swarm::{ServiceDetail, ServiceInfo};
+    use crate::testing::FakeSwarm;
 
-    /// Answers `inspect` from one detail and records every change it is asked for.
-    struct Fake {
-        detail: ServiceDetail,
-        calls: Mutex<Vec<String>>,
-    }
-
-    impl Fake {
-        fn started(&self, name: &str, image_after: &str, replicas: Option<u64>) -> UpdateStarted {
-            UpdateStarted {
-                service_id: self.detail.id.clone(),
-                name: name.into(),
-                from_version: self.detail.version,
-                image_before: self.detail.image.clone(),
-                image_after: image_after.into(),
-                replicas_before: self.detail.replicas,
-                replicas_after: replicas,
-                warnings: vec![],
-            }
-        }
-    }
-
-    #[async_trait]
-    impl SwarmApi for Fake {
-        async fn snapshot(&self) -> Result<SwarmSnapshot, SwarmError> {
-            panic!("unexpected snapshot")
-        }
-        async fn inspect(&self, name: &str) -> Result<ServiceDetail, SwarmError> {
-            if name == self.detail.name {
-                Ok(self.detail.clone())
-            } else {
-                Err(SwarmError::NotFound { name: name.into() })
-            }
-        }
-        async fn bump(
-            &self,
-            name: &str,
-            image: &str,
-            expected: Option<u64>,
-        ) -> Result<UpdateStarted, SwarmError> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("bump {name} {image} {expected:?}"));
-            Ok(self.started(name, "vault:v2", self.detail.replicas))
-        }
-        async fn scale(
-            &self,
-            name: &str,
-            replicas: u64,
-            expected: Option<u64>,
-        ) -> Result<UpdateStarted, SwarmError> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("scale {name} {replicas} {expected:?}"));
-            Ok(self.started(name, "vault:main", Some(replicas)))
-        }
-    }
-
-    fn fake() -> Arc<Fake> {
-        Arc::new(Fake {
-            detail: ServiceDetail {
-                info: ServiceInfo {
-                    id: "id1".into(),
-                    name: "vault-service".into(),
-                    image: "vault:main".into(),
-                    replicas: Some(1),
-                    labels: Default::default(),
-                    running_tasks: None,
-                    desired_tasks: None,
-                    update_state: None,
-                    update_message: None,
-                    version: 4,
-                },
-                mode: "replicated".into(),
-                previous_image: None,
-                previous_replicas: None,
-                force_update: 0,
+    fn fake() -> Arc<FakeSwarm> {
+        Arc::new(FakeSwarm::with_detail(ServiceDetail {
+            info: ServiceInfo {
+                id: "id1".into(),
+                name: "vault-service".into(),
+                image: "vault:main".into(),
+                replicas: Some(1),
+                labels: Default::default(),
+                running_tasks: None,
+                desired_tasks: None,
+                update_state: None,
+                update_message: None,
+                version: 4,
             },
-            calls: Mutex::new(vec![]),
-        })
+            mode: "replicated".into(),
+            previous_image: None,
+            previous_replicas: None,
+            force_update: 0,
+        }))
     }
 
     #[tokio::test]
