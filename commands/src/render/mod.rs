@@ -21,8 +21,8 @@ pub use alerts::{silenced_page, silences_page};
 pub use approval::{approval_page, confirm_text};
 pub use audit::audit_page;
 pub use deploy::{
-    deploy_approval_needed_page, deploy_failed_page, deploy_history_page, deploy_progress_page,
-    deploy_succeeded_page, interrupted_deploy_page,
+    approved_run_page, deploy_approval_needed_page, deploy_failed_page, deploy_history_page,
+    deploy_progress_page, deploy_succeeded_page, interrupted_deploy_page,
 };
 pub use identity::whoami_page;
 pub use rollout::rollout_page;
