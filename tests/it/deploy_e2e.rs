@@ -320,13 +320,27 @@ async fn a_failed_apply_shows_redacted_diagnostics_and_its_rollback_button_rolls
         .into_iter()
         .find(|id| id == "deployrb:platform")
         .unwrap_or_else(|| panic!("no Request rollback button: {:?}", report.custom_ids()));
-    let r = click(&bot, &vic, &report, &button).await;
+    // The click is acknowledged first (ephemerally), then answered by an edit.
+    let answered = |r: &Response| !r.text().is_empty();
+    let r = bot
+        .discord
+        .click(&vic, &report, &button)
+        .await
+        .wait_final(T, answered)
+        .await
+        .unwrap();
     assert!(
         r.ephemeral && r.text().contains("Not allowed"),
         "a viewer cannot request a rollback: {}",
         r.text()
     );
-    let r = click(&bot, &dana, &report, &button).await;
+    let r = bot
+        .discord
+        .click(&dana, &report, &button)
+        .await
+        .wait_final(T, answered)
+        .await
+        .unwrap();
     assert!(
         r.ephemeral && r.text().contains("Rollback requested"),
         "{}",

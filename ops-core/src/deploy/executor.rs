@@ -23,7 +23,8 @@ impl LayerDeployExecutor {
         }
     }
 
-    /// Where approved deploys publish their progress.
+    /// Where approved deploys publish their progress when the execution hands no sink of its
+    /// own ([`ActionExecutor::execute_observed`] does: an approval click follows its run).
     pub fn with_progress(mut self, progress: ProgressFn) -> LayerDeployExecutor {
         self.progress = progress;
         self
