@@ -78,6 +78,7 @@ pub async fn serve(
         // Set in the framework's setup once the alert watcher has started.
         alerts: None,
         alerts_ended: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        request_origins: Default::default(),
     };
     // Static links are bound to numeric ids now, not at first use (a login renamed and
     // claimed in between would bind to the new owner); each is re-checked at live checks.

@@ -2,6 +2,9 @@
 //! channel, and handling the clicks from the framework's global event handler (not from
 //! in-memory collectors), so requests and their buttons survive a restart. Every click is
 //! authorised by sprocket-ops against a fresh GitHub check, never by who can see the message.
+//! An approved deploy or rollback is followed live, as `/deploy` is: a reply to the approval
+//! message and a message for the requester where they asked, edited with its progress and
+//! its final report (`Ops::approval_click` drives it; this only renders).
 
 use std::time::Instant;
 
@@ -37,7 +40,8 @@ async fn approval_page(data: &Data, req: &ApprovalRequest) -> Page {
 }
 
 /// Persists an approval request, posts it in the approvals channel and a line in the audit
-/// channel. Returns the request and a link to the posted message.
+/// channel. Returns the request and a link to the posted message. `origin`: the channel the
+/// request was made in (an approved deploy's progress is posted there too).
 pub async fn request(
     http: &serenity::Http,
     data: &Data,
@@ -45,6 +49,7 @@ pub async fn request(
     action: &str,
     params: serde_json::Value,
     summary: &str,
+    origin: u64,
 ) -> Result<(ApprovalRequest, String), Error> {
     let ops = &data.ops;
     let eligible = ops
@@ -72,6 +77,10 @@ pub async fn request(
         ));
     }
     let msg = channel.send_message(http, create).await?;
+    data.request_origins
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(req.id.clone(), origin);
     ops.approvals
         .set_message(&req.id, channel.get(), msg.id.get())
         .await
@@ -326,6 +335,7 @@ pub async fn handle_component(
         ctx,
         data,
         answer: &answer,
+        runs: tokio::sync::Mutex::new(Vec::new()),
     };
     let outcome = data
         .ops
@@ -367,7 +377,16 @@ pub async fn handle_component(
                 .await;
             refresh_message(http, data, &id).await;
         }
-        ClickOutcome::Executed { request, result } => {
+        ClickOutcome::Executed {
+            request,
+            result,
+            progress,
+            elapsed,
+        } => {
+            if let Some(p) = progress {
+                let page = render::approved_run_page(request, p, Some(result), *elapsed);
+                front.show_run(request, &page).await;
+            }
             let summary = &request.summary;
             let line = match result {
                 Executed::Done(s) => format!("▶️ executed {summary}: {s}"),
@@ -400,6 +419,67 @@ struct DiscordClick<'a> {
     ctx: &'a serenity::Context,
     data: &'a Data,
     answer: &'a Answer<'a>,
+    /// The messages that follow an approved deploy's run (channel, message): a reply to the
+    /// approval message, and one in the channel the request was made in, for the requester.
+    runs: tokio::sync::Mutex<Vec<(u64, u64)>>,
+}
+
+impl DiscordClick<'_> {
+    /// Shows `page` on the run's messages: posts them the first time (a reply to the approval
+    /// message; a message mentioning the requester where the request was made, when this
+    /// process knows it), edits them after. Failures are logged: the run goes on.
+    async fn show_run(&self, req: &ApprovalRequest, page: &Page) {
+        let http = &self.ctx.http;
+        let page = page.redacted_untrusted(&self.data.ops.redactor);
+        let mut runs = self.runs.lock().await;
+        if runs.is_empty() {
+            let approvals = self.data.channels.approvals;
+            let origin = self
+                .data
+                .request_origins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&req.id)
+                .copied();
+            let mut places = vec![(approvals, req.message_id, None)];
+            if let Some(o) = origin.filter(|o| *o != approvals) {
+                places.push((o, None, Some(req.requester.discord_id)));
+            }
+            for (channel, reply_to, mention) in places {
+                let mut create = serenity::CreateMessage::new().embed(page.to_embed());
+                let mut allowed = serenity::CreateAllowedMentions::new();
+                if let Some(user) = mention {
+                    create = create.content(format!("<@{user}> your approved request runs:"));
+                    allowed = allowed.users(vec![serenity::UserId::new(user)]);
+                }
+                if let Some(m) = reply_to {
+                    create = create.reference_message((
+                        serenity::ChannelId::new(channel),
+                        serenity::MessageId::new(m),
+                    ));
+                }
+                match serenity::ChannelId::new(channel)
+                    .send_message(http, create.allowed_mentions(allowed))
+                    .await
+                {
+                    Ok(m) => runs.push((channel, m.id.get())),
+                    Err(e) => {
+                        tracing::warn!(request = %req.id, channel, error = %e, "posting an approved run's progress failed")
+                    }
+                }
+            }
+            return;
+        }
+        for (channel, message) in runs.iter() {
+            let edit = serenity::EditMessage::new().embed(page.to_embed());
+            if let Err(e) = serenity::ChannelId::new(*channel)
+                .edit_message(http, serenity::MessageId::new(*message), edit)
+                .await
+            {
+                tracing::warn!(request = %req.id, channel, error = %e, "editing an approved run's progress failed");
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -432,6 +512,16 @@ impl ClickFrontend for DiscordClick<'_> {
             )
             .await
             .map_err(|e| format!("could not answer: {e}"))
+    }
+
+    async fn progress(
+        &self,
+        req: &ApprovalRequest,
+        progress: &ops_core::deploy::DeployProgress,
+        elapsed: std::time::Duration,
+    ) {
+        let page = render::approved_run_page(req, progress, None, elapsed);
+        self.show_run(req, &page).await;
     }
 
     async fn executing(&self, req: &ApprovalRequest, approver: &PersonRef) {

@@ -369,7 +369,10 @@ async fn run_deploy(ctx: Context<'_>, layer: String, image: Option<String>) -> R
     }
 }
 
-/// "Request rollback" under a failed deploy: a `layer_rollback` approval request.
+/// "Request rollback" under a failed deploy: a `layer_rollback` approval request. The click
+/// is acknowledged (ephemerally) before anything else: the request previews the rollback, which
+/// takes a real Pulumi seconds to minutes, well past Discord's 3 s deadline; the answer follows
+/// as an edit of that acknowledgement.
 pub async fn handle_rollback_click(
     ctx: &serenity::Context,
     data: &Data,
@@ -377,6 +380,22 @@ pub async fn handle_rollback_click(
     layer: &str,
 ) {
     let ops = &data.ops;
+    let Some(_guard) = data.inflight.enter() else {
+        let _ = mci
+            .create_response(
+                &ctx.http,
+                serenity::CreateInteractionResponse::Message(
+                    serenity::CreateInteractionResponseMessage::new()
+                        .content(crate::SHUTTING_DOWN)
+                        .ephemeral(true),
+                ),
+            )
+            .await;
+        return;
+    };
+    if let Err(e) = mci.defer_ephemeral(&ctx.http).await {
+        tracing::warn!(layer, error = %e, "could not acknowledge a Request rollback click");
+    }
     let actor = ops_core::audit::Actor::discord(mci.user.id.get(), &mci.user.name);
     let text = match ops
         .authorize(&actor, mci.user.id.get(), "rollback", Access::Destructive)
@@ -403,6 +422,7 @@ pub async fn handle_rollback_click(
                     ops_core::deploy::ACTION_ROLLBACK,
                     req.to_params(),
                     &summary,
+                    mci.channel_id.get(),
                 )
                 .await
                 {
@@ -412,16 +432,15 @@ pub async fn handle_rollback_click(
             }
         },
     };
-    let _ = mci
-        .create_response(
+    if let Err(e) = mci
+        .edit_response(
             &ctx.http,
-            serenity::CreateInteractionResponse::Message(
-                serenity::CreateInteractionResponseMessage::new()
-                    .content(render::clip(&text, 1900))
-                    .ephemeral(true),
-            ),
+            serenity::EditInteractionResponse::new().content(render::clip(&text, 1900)),
         )
-        .await;
+        .await
+    {
+        tracing::warn!(layer, error = %e, "could not answer a Request rollback click");
+    }
 }
 
 async fn autocomplete_layer(

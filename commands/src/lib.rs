@@ -54,6 +54,11 @@ pub struct Data {
     /// Set when the watcher's task has ended (shutdown, or a crash): from then on commands
     /// treat the watcher as not running rather than show its last state.
     pub alerts_ended: Arc<std::sync::atomic::AtomicBool>,
+    /// Where each approval request of this process was made (request id -> channel id): an
+    /// approved deploy's live progress and final report are posted there for the requester,
+    /// besides the approvals channel. Not persisted: after a restart only the approvals
+    /// channel follows the run.
+    pub request_origins: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 impl Data {

@@ -302,8 +302,16 @@ pub(crate) async fn request_approval(
 ) -> Result<(), Error> {
     let ops = ctx.data().ops.clone();
     let started = Instant::now();
-    let result =
-        approval_ui::request(ctx.http(), ctx.data(), who, action, params.clone(), summary).await;
+    let result = approval_ui::request(
+        ctx.http(),
+        ctx.data(),
+        who,
+        action,
+        params.clone(),
+        summary,
+        ctx.channel_id().get(),
+    )
+    .await;
     let (outcome, detail) = match &result {
         Ok((req, _)) => (
             ops_core::audit::Outcome::Ok,

@@ -2,8 +2,13 @@
 //! the clicker live, loads the request, checks, decides, executes and audits, and returns a
 //! [`ClickOutcome`] the frontend only renders. What must be shown while the call runs (the
 //! acknowledgement of a slow check, the confirmation question, "executing" before a long run)
-//! goes through the frontend's [`ClickFrontend`], called at those points.
+//! goes through the frontend's [`ClickFrontend`], called at those points. An approved run
+//! that publishes progress (a layer deploy or rollback) is followed here as `/deploy` follows
+//! its own: [`ClickFrontend::progress`] at most every [`PROGRESS_INTERVAL`] while it runs, never
+//! with an ending phase (the final report is the outcome's, with its last progress).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -13,6 +18,7 @@ use crate::approvals::{
 };
 use crate::audit::{Actor, Outcome};
 use crate::base::now_ms;
+use crate::deploy::{DeployPhase, DeployProgress, ProgressFn};
 use crate::github::Freshness;
 use crate::ops::Ops;
 
@@ -27,10 +33,18 @@ pub trait ClickFrontend: Send + Sync {
     async fn ask_confirmation(&self, req: &ApprovalRequest) -> Result<(), String>;
     /// The request is approved and about to run (which can take minutes): say so first.
     async fn executing(&self, req: &ApprovalRequest, approver: &PersonRef);
+    /// The approved run's progress changed (throttled to [`PROGRESS_INTERVAL`]; never an
+    /// ending phase). `elapsed`: since the run started.
+    async fn progress(&self, req: &ApprovalRequest, progress: &DeployProgress, elapsed: Duration) {
+        let _ = (req, progress, elapsed);
+    }
 }
 
+/// The least time between two [`ClickFrontend::progress`] calls (Discord edits, as `/deploy`).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How a click ended; its audit row is written before it is returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClickOutcome {
     /// Nothing was decided: the reason, for the clicker.
     Refused(String),
@@ -47,6 +61,11 @@ pub enum ClickOutcome {
     Executed {
         request: Box<ApprovalRequest>,
         result: Executed,
+        /// The run's last progress, when it published any (layer deploys and rollbacks): the
+        /// frontend's final report shows it.
+        progress: Option<Box<DeployProgress>>,
+        /// How long the run took.
+        elapsed: Duration,
     },
 }
 
@@ -192,18 +211,75 @@ impl Ops {
                     Decided::Denied => Err("denied".into()),
                     Decided::Approved => {
                         front.executing(&req, &clicker.person).await;
-                        let result = self
-                            .approvals
-                            .execute(id)
-                            .await
-                            .map_err(|r| r.to_string())?;
+                        let started = Instant::now();
+                        let (result, progress) = self.execute_followed(&req, front).await;
                         Ok(ClickOutcome::Executed {
                             request: Box::new(req),
-                            result,
+                            result: result.map_err(|r| r.to_string())?,
+                            progress: progress.map(Box::new),
+                            elapsed: started.elapsed(),
                         })
                     }
                 }
             }
         }
+    }
+
+    /// Executes the approved `req`, handing its progress to `front` as it changes (at most
+    /// every [`PROGRESS_INTERVAL`], no ending phase); returns the result and the last progress,
+    /// if the run published any.
+    async fn execute_followed(
+        &self,
+        req: &ApprovalRequest,
+        front: &dyn ClickFrontend,
+    ) -> (Result<Executed, Refusal>, Option<DeployProgress>) {
+        let layer = req
+            .params
+            .get("layer")
+            .and_then(|l| l.as_str())
+            .unwrap_or_default();
+        let (tx, mut rx) = tokio::sync::watch::channel(DeployProgress::new(layer));
+        let published = Arc::new(AtomicBool::new(false));
+        let sink: ProgressFn = {
+            let published = Arc::clone(&published);
+            Arc::new(move |p: &DeployProgress| {
+                published.store(true, Ordering::SeqCst);
+                let _ = tx.send(p.clone());
+            })
+        };
+        let started = Instant::now();
+        let run = self.approvals.execute_observed(&req.id, Some(sink));
+        tokio::pin!(run);
+        let mut last_shown: Option<Instant> = None;
+        let mut dirty = false;
+        let mut watching = true;
+        let result = loop {
+            tokio::select! {
+                r = &mut run => break r,
+                changed = rx.changed(), if watching => match changed {
+                    Ok(()) => dirty = true,
+                    Err(_) => watching = false,
+                },
+                _ = tokio::time::sleep(PROGRESS_INTERVAL), if dirty => {}
+            }
+            if dirty && last_shown.is_none_or(|t| t.elapsed() >= PROGRESS_INTERVAL) {
+                let p = rx.borrow_and_update().clone();
+                dirty = false;
+                if !matches!(
+                    p.phase,
+                    DeployPhase::Succeeded
+                        | DeployPhase::Failed
+                        | DeployPhase::Cancelled
+                        | DeployPhase::AwaitingApproval
+                ) {
+                    front.progress(req, &p, started.elapsed()).await;
+                    last_shown = Some(Instant::now());
+                }
+            }
+        };
+        let last = published
+            .load(Ordering::SeqCst)
+            .then(|| rx.borrow().clone());
+        (result, last)
     }
 }

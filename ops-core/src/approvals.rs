@@ -242,6 +242,19 @@ pub trait ActionExecutor: Send + Sync {
         let _ = bound;
         Ok(self.execute_approved(params, approvers).await?)
     }
+    /// [`ActionExecutor::execute_bound`], publishing live progress through `progress` while it
+    /// runs (layer deploys do, so the approval message and the requester follow an approved
+    /// deploy as they follow `/deploy`); the default has none to publish.
+    async fn execute_observed(
+        &self,
+        params: &serde_json::Value,
+        bound: &serde_json::Value,
+        approvers: &[String],
+        progress: crate::deploy::ProgressFn,
+    ) -> Result<String, ExecFailure> {
+        let _ = progress;
+        self.execute_bound(params, bound, approvers).await
+    }
 }
 
 /// Why a click or request was refused; the text is safe to show to the person.
@@ -607,6 +620,16 @@ impl Approvals {
     /// it); when saving fails, the outcome is still returned as what happened
     /// ([`Executed::Unsaved`] for an action that ran), never as a refusal.
     pub async fn execute(&self, id: &str) -> Result<Executed, Refusal> {
+        self.execute_observed(id, None).await
+    }
+
+    /// [`Approvals::execute`], the executor publishing its live progress through `progress`
+    /// ([`ActionExecutor::execute_observed`]).
+    pub async fn execute_observed(
+        &self,
+        id: &str,
+        progress: Option<crate::deploy::ProgressFn>,
+    ) -> Result<Executed, Refusal> {
         let now = now_ms();
         if !self
             .store
@@ -657,10 +680,19 @@ impl Approvals {
                 return Ok(Executed::Failed(msg.to_string()));
             }
         };
-        match executor
-            .execute_bound(&req.params, &req.bound, &approvers)
-            .await
-        {
+        let ran = match progress {
+            Some(p) => {
+                executor
+                    .execute_observed(&req.params, &req.bound, &approvers, p)
+                    .await
+            }
+            None => {
+                executor
+                    .execute_bound(&req.params, &req.bound, &approvers)
+                    .await
+            }
+        };
+        match ran {
             Ok(summary) => {
                 if self.finish_logged(id, ApprovalState::Done, &summary).await {
                     Ok(Executed::Done(summary))

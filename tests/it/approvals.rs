@@ -372,3 +372,86 @@ async fn approvals_on_postgres() {
     .await;
     schema.drop().await;
 }
+
+/// Publishes two progress steps when handed a sink; without one it runs silently.
+#[derive(Default)]
+struct Publishing {
+    silent_runs: AtomicUsize,
+}
+
+#[async_trait]
+impl ActionExecutor for Publishing {
+    async fn digest(&self, _params: &serde_json::Value) -> Result<String, OpsError> {
+        Ok("v1".into())
+    }
+    async fn execute(&self, _params: &serde_json::Value) -> Result<String, OpsError> {
+        self.silent_runs.fetch_add(1, Ordering::SeqCst);
+        Ok("ran silently".into())
+    }
+    async fn execute_observed(
+        &self,
+        _params: &serde_json::Value,
+        _bound: &serde_json::Value,
+        _approvers: &[String],
+        progress: ops_core::deploy::ProgressFn,
+    ) -> Result<String, ops_core::approvals::ExecFailure> {
+        let mut p = ops_core::deploy::DeployProgress::new("platform");
+        for phase in [
+            ops_core::deploy::DeployPhase::Applying,
+            ops_core::deploy::DeployPhase::Verifying,
+        ] {
+            p.phase = phase;
+            progress(&p);
+        }
+        Ok("ran with progress".into())
+    }
+}
+
+/// `Approvals::execute_observed` hands the executor the sink (an approval click follows an
+/// approved deploy through it); `execute` keeps running it without one.
+#[tokio::test]
+async fn an_observed_execution_hands_its_progress_sink_to_the_executor() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    let store = store::connect(&url, None).await.unwrap();
+    let exec = Arc::new(Publishing::default());
+    let mut a = Approvals::new(store, perms(), b"test-bot-token");
+    a.register("scale_to_zero", exec.clone());
+    let alice = person(1, 101);
+    let bob = person(2, 201);
+    let operator = roles(&["everyone", "viewer", "operator"]);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let req = a
+            .request(&alice, "scale_to_zero", serde_json::json!({}), "scale", 1)
+            .await
+            .unwrap();
+        let d = a
+            .decide(&req.id, &bob, &operator, Decision::Approve)
+            .await
+            .unwrap();
+        assert_eq!(d, Decided::Approved);
+        ids.push(req.id);
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink: ops_core::deploy::ProgressFn = {
+        let seen = seen.clone();
+        Arc::new(move |p: &ops_core::deploy::DeployProgress| seen.lock().unwrap().push(p.phase))
+    };
+    assert_eq!(
+        a.execute_observed(&ids[0], Some(sink)).await.unwrap(),
+        Executed::Done("ran with progress".into())
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ops_core::deploy::DeployPhase::Applying,
+            ops_core::deploy::DeployPhase::Verifying
+        ]
+    );
+    assert_eq!(
+        a.execute(&ids[1]).await.unwrap(),
+        Executed::Done("ran silently".into())
+    );
+    assert_eq!(exec.silent_runs.load(Ordering::SeqCst), 1);
+}

@@ -18,9 +18,9 @@ use sprocket_ops_tests::fake_discord::{Message, Response, TestUser};
 use sprocket_ops_tests::outage::{SwitchProxy, Upstream};
 use sprocket_ops_tests::swarm::{docker_service_ps, ServiceGuard, TestSwarm};
 
-const T: Duration = Duration::from_secs(120);
+pub(crate) const T: Duration = Duration::from_secs(120);
 
-fn standin() -> PathBuf {
+pub(crate) fn standin() -> PathBuf {
     if let Some(p) = std::env::var_os("SPROCKET_TEST_PULUMI").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
@@ -29,7 +29,7 @@ fn standin() -> PathBuf {
     p
 }
 
-fn write_project(dir: &Path, services: &[&ServiceGuard], knobs: serde_json::Value) {
+pub(crate) fn write_project(dir: &Path, services: &[&ServiceGuard], knobs: serde_json::Value) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("Pulumi.yaml"), "name: platform\nruntime: nodejs\n").unwrap();
     std::fs::write(
@@ -41,7 +41,7 @@ fn write_project(dir: &Path, services: &[&ServiceGuard], knobs: serde_json::Valu
 }
 
 /// `standin.json`: the services as resources `svc0`, `svc1`, … plus the knobs.
-fn write_spec(dir: &Path, services: &[&ServiceGuard], knobs: serde_json::Value) {
+pub(crate) fn write_spec(dir: &Path, services: &[&ServiceGuard], knobs: serde_json::Value) {
     let resources: Vec<_> = services
         .iter()
         .enumerate()
@@ -56,7 +56,10 @@ fn write_spec(dir: &Path, services: &[&ServiceGuard], knobs: serde_json::Value) 
     std::fs::write(dir.join("standin.json"), spec.to_string()).unwrap();
 }
 
-async fn setup(test: &str, knobs: serde_json::Value) -> (TestSwarm, Vec<ServiceGuard>, TestBot) {
+pub(crate) async fn setup(
+    test: &str,
+    knobs: serde_json::Value,
+) -> (TestSwarm, Vec<ServiceGuard>, TestBot) {
     let swarm = TestSwarm::connect().await;
     // A label of this test's own: concurrent tests never see each other's services.
     let label = format!("sprocket.deploy-e2e.{}.{test}", env::run_id());
@@ -74,7 +77,7 @@ async fn setup(test: &str, knobs: serde_json::Value) -> (TestSwarm, Vec<ServiceG
     (swarm, guards, bot)
 }
 
-fn deploy_opts(tag: &str) -> serde_json::Value {
+pub(crate) fn deploy_opts(tag: &str) -> serde_json::Value {
     json!([{ "name": "platform", "type": 1, "options": [{ "name": "image", "value": tag }] }])
 }
 
@@ -197,12 +200,12 @@ async fn injected_arguments_are_refused_before_any_process_starts() {
     bot.discord.assert_no_violations();
 }
 
-fn platform_dir(bot: &TestBot) -> PathBuf {
+pub(crate) fn platform_dir(bot: &TestBot) -> PathBuf {
     bot.dir.path().join("platform")
 }
 
 /// Every running task of every service runs `:tag`.
-fn assert_running_tag(guards: &[ServiceGuard], tag: &str) {
+pub(crate) fn assert_running_tag(guards: &[ServiceGuard], tag: &str) {
     for g in guards {
         let running: Vec<_> = docker_service_ps(g.name())
             .into_iter()
@@ -220,7 +223,7 @@ fn assert_running_tag(guards: &[ServiceGuard], tag: &str) {
 }
 
 /// The button of an approval message whose custom id has `kind` as its third part.
-async fn click(bot: &TestBot, who: &TestUser, m: &Message, custom_id: &str) -> Response {
+pub(crate) async fn click(bot: &TestBot, who: &TestUser, m: &Message, custom_id: &str) -> Response {
     bot.discord
         .click(who, m, custom_id)
         .await
@@ -229,7 +232,7 @@ async fn click(bot: &TestBot, who: &TestUser, m: &Message, custom_id: &str) -> R
         .unwrap()
 }
 
-async fn deploy_until_done(bot: &TestBot, who: &TestUser, tag: &str) -> Response {
+pub(crate) async fn deploy_until_done(bot: &TestBot, who: &TestUser, tag: &str) -> Response {
     bot.discord
         .invoke(who, "deploy", deploy_opts(tag))
         .await
@@ -317,13 +320,27 @@ async fn a_failed_apply_shows_redacted_diagnostics_and_its_rollback_button_rolls
         .into_iter()
         .find(|id| id == "deployrb:platform")
         .unwrap_or_else(|| panic!("no Request rollback button: {:?}", report.custom_ids()));
-    let r = click(&bot, &vic, &report, &button).await;
+    // The click is acknowledged first (ephemerally), then answered by an edit.
+    let answered = |r: &Response| !r.text().is_empty();
+    let r = bot
+        .discord
+        .click(&vic, &report, &button)
+        .await
+        .wait_final(T, answered)
+        .await
+        .unwrap();
     assert!(
         r.ephemeral && r.text().contains("Not allowed"),
         "a viewer cannot request a rollback: {}",
         r.text()
     );
-    let r = click(&bot, &dana, &report, &button).await;
+    let r = bot
+        .discord
+        .click(&dana, &report, &button)
+        .await
+        .wait_final(T, answered)
+        .await
+        .unwrap();
     assert!(
         r.ephemeral && r.text().contains("Rollback requested"),
         "{}",

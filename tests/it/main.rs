@@ -13,6 +13,7 @@ mod cli;
 mod cli_deploy;
 mod deploy_binding;
 mod deploy_e2e;
+mod deploy_latency;
 mod discord_e2e;
 mod docker_proxy;
 mod doctor;

@@ -1,8 +1,10 @@
 //! `/deploy`: a running deploy's progress, its final report (succeeded, approval needed,
-//! failed), an interrupted deploy's message, and `/history`.
+//! failed), an approved deploy's run (the same progress page, then its report), an
+//! interrupted deploy's message, and `/history`.
 
 use std::time::Duration;
 
+use ops_core::approvals::{ApprovalRequest, Executed};
 use ops_core::deploy::{DeployError, DeployPhase, DeployProgress, DeployReport};
 use ops_core::store::DeployRecord;
 
@@ -183,5 +185,52 @@ pub fn deploy_history_page(layer: &str, rows: &[DeployRecord]) -> Page {
         color: GREEN,
         fields: vec![],
         footer: String::new(),
+    }
+}
+
+/// An approved deploy or rollback (request `req`) as it runs and, with `result`, as it ended:
+/// the `/deploy` progress page while it runs, then a report with the run's outcome, steps,
+/// warnings and diagnostics. The footer names the request and who asked.
+pub fn approved_run_page(
+    req: &ApprovalRequest,
+    p: &DeployProgress,
+    result: Option<&Executed>,
+    elapsed: Duration,
+) -> Page {
+    let tag = req.params.get("image_tag").and_then(|t| t.as_str());
+    let footer = format!(
+        "approved request {} · requested by {} · {} s",
+        &req.id[..req.id.len().min(8)],
+        req.requester.login,
+        elapsed.as_secs()
+    );
+    let Some(result) = result else {
+        let mut page = deploy_progress_page(&p.layer, tag, p, elapsed);
+        page.footer = footer;
+        return page;
+    };
+    let (outcome, text, color) = match result {
+        Executed::Done(s) => ("succeeded", s.as_str(), GREEN),
+        Executed::Unsaved(s) => ("succeeded (result not saved)", s.as_str(), YELLOW),
+        Executed::Failed(s) => ("failed", s.as_str(), RED),
+        Executed::Void(s) => ("not executed", s.as_str(), RED),
+        Executed::NotMine => ("already executed", "", YELLOW),
+    };
+    let mut fields = vec![
+        ("Duration".to_string(), format!("{} s", elapsed.as_secs())),
+        ("Steps".to_string(), format!("{} done", p.steps_done)),
+    ];
+    if !p.warnings.is_empty() {
+        fields.push(("Warnings".into(), clip(&p.warnings.join("\n"), 1000)));
+    }
+    if !p.errors.is_empty() {
+        fields.push(("Diagnostics".into(), clip(&p.errors.join("\n"), 1000)));
+    }
+    Page {
+        title: format!("Deploy {}: {outcome}", p.layer),
+        description: clip(text, 2000),
+        color,
+        fields,
+        footer,
     }
 }

@@ -1,5 +1,6 @@
-//! Rendering ops-core results as Discord embeds, within Discord's limits (field value 1024,
-//! 25 fields and 6000 characters per embed). Pure: pages are plain data first, so the limits
+//! Rendering ops-core results as Discord embeds, within Discord's limits (title 256,
+//! description 4096, field name 256, field value 1024, footer 2048, 25 fields and 6000
+//! characters per embed), enforced centrally by [`Page::to_embed`] for every page. Pure: pages are plain data first, so the limits
 //! are unit-tested without Discord. One file per subject: `status` (`/status`), `identity`
 //! (`/whoami`), `audit`, `rollout` (Swarm changes), `approval`, `deploy`, `vault`, `alerts`;
 //! this file holds the page type and the limits they share.
@@ -20,8 +21,8 @@ pub use alerts::{silenced_page, silences_page};
 pub use approval::{approval_page, confirm_text};
 pub use audit::audit_page;
 pub use deploy::{
-    deploy_approval_needed_page, deploy_failed_page, deploy_history_page, deploy_progress_page,
-    deploy_succeeded_page, interrupted_deploy_page,
+    approved_run_page, deploy_approval_needed_page, deploy_failed_page, deploy_history_page,
+    deploy_progress_page, deploy_succeeded_page, interrupted_deploy_page,
 };
 pub use identity::whoami_page;
 pub use rollout::rollout_page;
@@ -32,8 +33,14 @@ pub const GREEN: u32 = 0x2e_cc71;
 pub const YELLOW: u32 = 0xf1_c40f;
 pub const RED: u32 = 0xe7_4c3c;
 
+const TITLE_MAX: usize = 256;
+const DESCRIPTION_MAX: usize = 4096;
+const FIELD_NAME_MAX: usize = 256;
 const FIELD_VALUE_MAX: usize = 1024;
+const FOOTER_MAX: usize = 2048;
 const FIELDS_MAX: usize = 25;
+/// Discord's limit on the text of one embed (title, description, fields, footer together).
+const EMBED_TOTAL_MAX: usize = 6000;
 /// Below Discord's 6000 per message, leaving room for title, description and footer.
 const EMBED_BUDGET: usize = 5000;
 
@@ -73,32 +80,62 @@ impl Page {
     }
 
     fn redacted_by(&self, redact: impl Fn(&str) -> String) -> Page {
-        let red = |s: &str, max: usize| clip(&redact(s), max);
         Page {
-            title: red(&self.title, 256),
-            description: red(&self.description, 4096),
+            title: redact(&self.title),
+            description: redact(&self.description),
             color: self.color,
             fields: self
                 .fields
                 .iter()
-                .map(|(n, v)| (red(n, 256), red(v, FIELD_VALUE_MAX)))
+                .map(|(n, v)| (redact(n), redact(v)))
                 .collect(),
-            footer: red(&self.footer, 2048),
+            footer: redact(&self.footer),
         }
+        .fitted()
     }
 
-    pub fn to_embed(&self) -> serenity::CreateEmbed {
-        let mut e = serenity::CreateEmbed::new()
-            .title(&self.title)
-            .color(self.color);
-        if !self.description.is_empty() {
-            e = e.description(&self.description);
+    /// The page within Discord's embed limits, whatever it carries (a 300-character tag a
+    /// person typed, a long summary): title 256, description 4096, field name 256, field value
+    /// 1024, footer 2048, 25 fields and 6000 in all (fields beyond it are dropped, then the
+    /// description is cut). Lengths are bytes, never fewer than Discord's characters.
+    pub fn fitted(&self) -> Page {
+        let mut p = Page {
+            title: clip(&self.title, TITLE_MAX),
+            description: clip(&self.description, DESCRIPTION_MAX),
+            color: self.color,
+            fields: self
+                .fields
+                .iter()
+                .take(FIELDS_MAX)
+                .map(|(n, v)| (clip(n, FIELD_NAME_MAX), clip(v, FIELD_VALUE_MAX)))
+                .collect(),
+            footer: clip(&self.footer, FOOTER_MAX),
+        };
+        while p.len() > EMBED_TOTAL_MAX && !p.fields.is_empty() {
+            p.fields.pop();
         }
-        for (n, v) in &self.fields {
+        if p.len() > EMBED_TOTAL_MAX {
+            let rest = p.len() - p.description.len();
+            p.description = clip(&p.description, EMBED_TOTAL_MAX.saturating_sub(rest));
+        }
+        p
+    }
+
+    /// The embed, always within Discord's limits ([`Page::fitted`]): every page the commands
+    /// send goes through here, so no typed text can make Discord reject a message.
+    pub fn to_embed(&self) -> serenity::CreateEmbed {
+        let page = self.fitted();
+        let mut e = serenity::CreateEmbed::new()
+            .title(&page.title)
+            .color(page.color);
+        if !page.description.is_empty() {
+            e = e.description(&page.description);
+        }
+        for (n, v) in &page.fields {
             e = e.field(n, v, false);
         }
-        if !self.footer.is_empty() {
-            e = e.footer(serenity::CreateEmbedFooter::new(&self.footer));
+        if !page.footer.is_empty() {
+            e = e.footer(serenity::CreateEmbedFooter::new(&page.footer));
         }
         e
     }

@@ -376,3 +376,51 @@ fn clip_respects_char_boundaries() {
     assert_eq!(clip("héllo", 3), "h…");
     assert_eq!(clip("ok", 10), "ok");
 }
+
+/// Discord's embed limits, checked on what `to_embed` sends (characters, as Discord counts).
+fn assert_within_discord_limits(embed: &serenity::CreateEmbed) {
+    let v = serde_json::to_value(embed).unwrap();
+    let len = |k: &str| v[k].as_str().map_or(0, |s| s.chars().count());
+    let mut total = len("title") + len("description");
+    assert!(len("title") <= 256, "title {}", len("title"));
+    assert!(
+        len("description") <= 4096,
+        "description {}",
+        len("description")
+    );
+    let footer = v["footer"]["text"]
+        .as_str()
+        .map_or(0, |s| s.chars().count());
+    assert!(footer <= 2048, "footer {footer}");
+    total += footer;
+    let fields = v["fields"].as_array().cloned().unwrap_or_default();
+    assert!(fields.len() <= 25, "{} fields", fields.len());
+    for f in &fields {
+        let n = f["name"].as_str().unwrap().chars().count();
+        let val = f["value"].as_str().unwrap().chars().count();
+        assert!(n <= 256 && val <= 1024, "field {n}/{val}");
+        total += n + val;
+    }
+    assert!(total <= 6000, "total {total}");
+}
+
+#[test]
+fn every_page_is_clipped_to_discords_limits_when_it_becomes_an_embed() {
+    let tag = "t".repeat(300);
+    let p = ops_core::deploy::DeployProgress::new("platform");
+    let page = deploy_progress_page("platform", Some(&tag), &p, std::time::Duration::ZERO);
+    assert!(page.title.len() > 256, "the case: a typed tag in the title");
+    assert_within_discord_limits(&page.to_embed());
+    let huge = Page {
+        title: "é".repeat(300),
+        description: "d".repeat(5000),
+        color: GREEN,
+        fields: (0..30)
+            .map(|i| (format!("{i}{}", "n".repeat(300)), "v".repeat(2000)))
+            .collect(),
+        footer: "f".repeat(3000),
+    };
+    assert_within_discord_limits(&huge.to_embed());
+    let summary = format!("deploy `platform` image `{tag}`: {}", "x".repeat(5000));
+    assert_within_discord_limits(&deploy_approval_needed_page(&tag, &summary).to_embed());
+}

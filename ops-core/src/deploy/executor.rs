@@ -23,7 +23,8 @@ impl LayerDeployExecutor {
         }
     }
 
-    /// Where approved deploys publish their progress.
+    /// Where approved deploys publish their progress when the execution hands no sink of its
+    /// own ([`ActionExecutor::execute_observed`] does: an approval click follows its run).
     pub fn with_progress(mut self, progress: ProgressFn) -> LayerDeployExecutor {
         self.progress = progress;
         self
@@ -82,31 +83,9 @@ impl ActionExecutor for LayerDeployExecutor {
         approvers: &[String],
     ) -> Result<String, OpsError> {
         let (req, key) = Self::request(params)?;
-        let expected = params
-            .get("digest")
-            .and_then(|d| d.as_str())
-            .map(str::to_string)
-            .or_else(|| {
-                self.checked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&key)
-            })
-            .ok_or_else(|| OpsError {
-                summary: "void: no approved preview to compare with".into(),
-                error_id: new_error_id(),
-            })?;
-        match self
-            .run_approved(&req, &expected, &serde_json::Value::Null, approvers)
+        let expected = self.expected_digest(params, &key)?;
+        self.approved_unbound(&req, &expected, approvers, self.progress.clone())
             .await
-        {
-            Ok(s) => Ok(s),
-            Err(ExecFailure::Failed(e)) => Err(e),
-            Err(ExecFailure::Void(why)) => Err(OpsError {
-                summary: format!("void: {why}"),
-                error_id: new_error_id(),
-            }),
-        }
     }
 
     async fn bind(&self, params: &serde_json::Value) -> Result<Binding, OpsError> {
@@ -159,11 +138,67 @@ impl ActionExecutor for LayerDeployExecutor {
         bound: &serde_json::Value,
         approvers: &[String],
     ) -> Result<String, ExecFailure> {
+        self.execute_observed(params, bound, approvers, self.progress.clone())
+            .await
+    }
+
+    async fn execute_observed(
+        &self,
+        params: &serde_json::Value,
+        bound: &serde_json::Value,
+        approvers: &[String],
+        progress: ProgressFn,
+    ) -> Result<String, ExecFailure> {
+        let (req, key) = Self::request(params)?;
         let Some(expected) = bound.get("digest").and_then(|d| d.as_str()) else {
-            return Ok(self.execute_approved(params, approvers).await?);
+            let expected = self.expected_digest(params, &key)?;
+            return Ok(self
+                .approved_unbound(&req, &expected, approvers, progress)
+                .await?);
         };
-        let (req, _) = Self::request(params)?;
-        self.run_approved(&req, expected, bound, approvers).await
+        self.run_approved(&req, expected, bound, approvers, progress)
+            .await
+    }
+}
+
+impl LayerDeployExecutor {
+    /// The digest an unbound request was approved with: its `digest` parameter, else the one
+    /// the approval engine just checked through `digest()`.
+    fn expected_digest(&self, params: &serde_json::Value, key: &str) -> Result<String, OpsError> {
+        params
+            .get("digest")
+            .and_then(|d| d.as_str())
+            .map(str::to_string)
+            .or_else(|| {
+                self.checked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(key)
+            })
+            .ok_or_else(|| OpsError {
+                summary: "void: no approved preview to compare with".into(),
+                error_id: new_error_id(),
+            })
+    }
+
+    async fn approved_unbound(
+        &self,
+        req: &DeployRequest,
+        expected: &str,
+        approvers: &[String],
+        progress: ProgressFn,
+    ) -> Result<String, OpsError> {
+        match self
+            .run_approved(req, expected, &serde_json::Value::Null, approvers, progress)
+            .await
+        {
+            Ok(s) => Ok(s),
+            Err(ExecFailure::Failed(e)) => Err(e),
+            Err(ExecFailure::Void(why)) => Err(OpsError {
+                summary: format!("void: {why}"),
+                error_id: new_error_id(),
+            }),
+        }
     }
 }
 
@@ -176,11 +211,9 @@ impl LayerDeployExecutor {
         expected: &str,
         bound: &serde_json::Value,
         approvers: &[String],
+        progress: ProgressFn,
     ) -> Result<String, ExecFailure> {
-        let result = self
-            .deployer
-            .deploy_approved(req, expected, self.progress.clone())
-            .await;
+        let result = self.deployer.deploy_approved(req, expected, progress).await;
         // `/history` names who approved (the break-glass CLI path has no approver).
         let ran = match &result {
             Ok(DeployOutcome::Succeeded(r)) => Some(r.record.id.clone()),

@@ -4,7 +4,10 @@
 //! JSON names, `sequence`, `timestamp`, exactly one payload per event). Payloads this crate does
 //! not use (policy remediation, debugging, …) are tolerated and ignored, so a newer CLI that adds
 //! event kinds still parses. Notable quirk kept from upstream: `summaryEvent.PolicyPacks` is
-//! spelled in PascalCase (the Go struct tag was forgotten and is now frozen).
+//! spelled in PascalCase (the Go struct tag was forgotten and is now frozen). No field is
+//! required: CLI versions differ in what they write (older ones omit `sequence` and
+//! `summaryEvent.isPreview`), so every field has a default; `tests.rs` parses logs in the shapes
+//! of an older, the current and a newer CLI.
 //!
 //! [`EventLogTail`] follows the file while the CLI is still writing it: it reads what was
 //! appended, splits complete lines, keeps an unfinished last line for the next read, and bounds
@@ -21,8 +24,14 @@ use tokio::io::AsyncReadExt;
 use crate::redact::Redactor;
 
 /// One engine event. Exactly one payload field is set (a `CancelEvent` is an empty object).
+///
+/// Every field of every payload has a default (`#[serde(default)]` on each struct): CLI
+/// versions differ in what they write (an older one has no `sequence` and no
+/// `summaryEvent.isPreview`, a newer one adds fields), and a missing field must never cost the
+/// event. A missing `sequence` or `timestamp` reads as 0.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct EngineEvent {
     /// Unique and increasing within one operation.
     pub sequence: i64,
@@ -58,6 +67,7 @@ pub struct CancelEvent {}
 
 /// A generic message (for example a warning of the CLI itself).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StdoutEngineEvent {
     pub message: String,
     #[serde(default)]
@@ -67,6 +77,7 @@ pub struct StdoutEngineEvent {
 /// A diagnostic: an error of a provider, a warning, program output on stderr.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct DiagnosticEvent {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub urn: String,
@@ -90,6 +101,7 @@ fn is_zero(v: &i64) -> bool {
 /// A policy violation.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct PolicyEvent {
     #[serde(default)]
     pub resource_urn: String,
@@ -111,6 +123,7 @@ pub struct PolicyEvent {
 
 /// The start of an update: the configuration (secrets blinded).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PreludeEvent {
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -119,6 +132,7 @@ pub struct PreludeEvent {
 /// The end of an update: counts by operation.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct SummaryEvent {
     pub maybe_corrupt: bool,
     pub duration_seconds: i64,
@@ -133,12 +147,14 @@ pub struct SummaryEvent {
 
 /// An internal engine error (not a user error: those are diagnostics).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ErrorEvent {
     pub error: String,
 }
 
 /// A long-running engine process (plugin download, …).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProgressEvent {
     #[serde(rename = "type", default)]
     pub kind: String,
@@ -158,6 +174,7 @@ pub struct ProgressEvent {
 /// The kind of a property difference.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct PropertyDiff {
     /// `add`, `add-replace`, `delete`, `delete-replace`, `update`, `update-replace`.
     pub diff_kind: String,
@@ -168,6 +185,7 @@ pub struct PropertyDiff {
 /// A step of the engine: what happens to one resource.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct StepEventMetadata {
     /// `same`, `create`, `update`, `delete`, `replace`, `create-replacement`, `delete-replaced`,
     /// `read`, `refresh`, `import`, …
@@ -195,6 +213,7 @@ pub struct StepEventMetadata {
 /// The state of a resource before or after a step.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct StepEventStateMetadata {
     #[serde(rename = "type", default)]
     pub kind: String,
@@ -227,6 +246,7 @@ pub struct StepEventStateMetadata {
 
 /// Before a resource is changed.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ResourcePreEvent {
     pub metadata: StepEventMetadata,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -235,6 +255,7 @@ pub struct ResourcePreEvent {
 
 /// A resource is done.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ResOutputsEvent {
     pub metadata: StepEventMetadata,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -243,6 +264,7 @@ pub struct ResOutputsEvent {
 
 /// A resource operation failed (a diagnostic with the cause usually comes first).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ResOpFailedEvent {
     pub metadata: StepEventMetadata,
     pub status: i64,

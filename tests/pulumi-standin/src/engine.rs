@@ -353,7 +353,19 @@ fn set_image_and_replicas(spec: &mut ServiceSpec, image: &str, replicas: u64) {
 pub struct EventLog {
     file: Option<std::fs::File>,
     sequence: u64,
+    /// Write the shape of an older CLI (`standin.json`'s `event_log_shape: "v3.100"`).
+    older: bool,
 }
+
+/// Fields an older CLI (the v3.100 era) did not write, by payload.
+const NOT_IN_OLDER: &[(&str, &[&str])] = &[
+    (
+        "summaryEvent",
+        &["isPreview", "PolicyPacks", "maybeCorrupt"],
+    ),
+    ("diagnosticEvent", &["color"]),
+    ("resOpFailedEvent", &["steps"]),
+];
 
 impl EventLog {
     pub fn open(path: Option<&Path>) -> Result<EventLog, String> {
@@ -364,17 +376,41 @@ impl EventLog {
             ),
             None => None,
         };
-        Ok(EventLog { file, sequence: 0 })
+        Ok(EventLog {
+            file,
+            sequence: 0,
+            older: false,
+        })
     }
 
-    /// Writes `{"sequence":n,"timestamp":t,"<kind>":payload}`.
-    pub fn emit(&mut self, kind: &str, payload: Value) {
-        let line = format!(
-            "{{\"sequence\":{},\"timestamp\":{},\"{kind}\":{}}}\n",
-            self.sequence,
-            unix_secs(),
-            payload
-        );
+    /// From now on, write the shape of an older CLI (see [`NOT_IN_OLDER`]).
+    pub fn older_shape(mut self, older: bool) -> EventLog {
+        self.older = older;
+        self
+    }
+
+    /// Writes `{"sequence":n,"timestamp":t,"<kind>":payload}` (older shape: no `sequence`,
+    /// and the payload without the fields of [`NOT_IN_OLDER`]).
+    pub fn emit(&mut self, kind: &str, mut payload: Value) {
+        let line = if self.older {
+            for (k, fields) in NOT_IN_OLDER {
+                if *k == kind {
+                    if let Some(o) = payload.as_object_mut() {
+                        for f in *fields {
+                            o.remove(*f);
+                        }
+                    }
+                }
+            }
+            format!("{{\"timestamp\":{},\"{kind}\":{}}}\n", unix_secs(), payload)
+        } else {
+            format!(
+                "{{\"sequence\":{},\"timestamp\":{},\"{kind}\":{}}}\n",
+                self.sequence,
+                unix_secs(),
+                payload
+            )
+        };
         self.sequence += 1;
         if let Some(f) = self.file.as_mut() {
             let _ = f.write_all(line.as_bytes());

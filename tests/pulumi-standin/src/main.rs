@@ -256,6 +256,9 @@ async fn preview(
     config: &std::collections::BTreeMap<String, String>,
 ) -> i32 {
     let started = Instant::now();
+    if spec.preview_delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(spec.preview_delay_ms)).await;
+    }
     let stack_urn = engine::stack_urn(stack, &project.name);
     let mut diagnostics = Vec::new();
     let mut steps = Vec::new();
@@ -484,7 +487,7 @@ async fn run_update(
 ) -> i32 {
     let started = Instant::now();
     let mut log = match engine::EventLog::open(args.event_log.as_deref()) {
-        Ok(l) => l,
+        Ok(l) => l.older_shape(spec.event_log_shape.as_deref() == Some("v3.100")),
         Err(e) => {
             error(&e);
             return EXIT_GENERIC;

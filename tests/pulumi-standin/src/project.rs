@@ -176,6 +176,15 @@ pub struct Spec {
     pub fail_resource: Option<String>,
     #[serde(default)]
     pub fail_message: Option<String>,
+    /// Work time of `preview` before it answers, in milliseconds (a real Pulumi takes seconds
+    /// to minutes per preview).
+    #[serde(default)]
+    pub preview_delay_ms: u64,
+    /// The event log's shape: `"current"` (default) or `"v3.100"`, as an older CLI wrote it:
+    /// no `sequence` on any event, no `isPreview`, `PolicyPacks` or `maybeCorrupt` in the
+    /// summary, no `color` in diagnostics, no `steps` in a failed step.
+    #[serde(default)]
+    pub event_log_shape: Option<String>,
     /// `preview` fails with this provider error.
     #[serde(default)]
     pub fail_preview: Option<String>,

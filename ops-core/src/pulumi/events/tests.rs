@@ -1,5 +1,4 @@
-//! Unit tests of the engine events: recorded lines, tolerated and bad payloads, the update
-//! tracker, URN parts and colours, the event-log tail.
+//! Event log parsing, the tracker and the tail, on event logs as several CLI versions write them.
 
 use super::*;
 
@@ -173,4 +172,108 @@ async fn tail_follows_a_file_being_written() {
     assert_eq!(second.len(), 1, "the cancel line has no newline yet");
     let last = tail.finish().await.unwrap();
     assert!(matches!(&last[..], [TailItem::Event(e)] if e.kind() == EventKind::Cancel));
+}
+
+/// The same kind of update in the shape of an older CLI (v3.100-era): no `sequence`, no
+/// `isPreview`, no `PolicyPacks` or `maybeCorrupt` in the summary, diagnostics without `color`,
+/// a failed step without `steps`. Hand-written after that shape, not a recording.
+const OLDER: &[&str] = &[
+    r#"{"timestamp":1700000000,"preludeEvent":{"config":{"platform:image-tag":"v2"}}}"#,
+    r#"{"timestamp":1700000001,"resourcePreEvent":{"metadata":{"op":"update","urn":"urn:pulumi:prod::platform::docker:index/service:Service::web","type":"docker:index/service:Service","old":null,"new":null,"provider":""}}}"#,
+    r#"{"timestamp":1700000002,"diagnosticEvent":{"urn":"urn:pulumi:prod::platform::docker:index/service:Service::web","message":"image has no digest\n","severity":"warning"}}"#,
+    r#"{"timestamp":1700000003,"resOutputsEvent":{"metadata":{"op":"update","urn":"urn:pulumi:prod::platform::docker:index/service:Service::web","type":"docker:index/service:Service"}}}"#,
+    r#"{"timestamp":1700000003,"resourcePreEvent":{"metadata":{"op":"update","urn":"urn:pulumi:prod::platform::docker:index/service:Service::api","type":"docker:index/service:Service"}}}"#,
+    r#"{"timestamp":1700000004,"resOpFailedEvent":{"metadata":{"op":"update","urn":"urn:pulumi:prod::platform::docker:index/service:Service::api","type":"docker:index/service:Service"},"status":1}}"#,
+    r#"{"timestamp":1700000004,"summaryEvent":{"durationSeconds":4,"resourceChanges":{"same":1,"update":1}}}"#,
+    r#"{"timestamp":1700000004,"cancelEvent":{}}"#,
+];
+
+/// The shape of a newer CLI: fields and event kinds this crate does not know, at every level
+/// (hand-written).
+const NEWER: &[&str] = &[
+    r#"{"sequence":0,"timestamp":1800000000,"preludeEvent":{"config":{"platform:image-tag":"v2"},"configSecretKeys":[]},"origin":"cli"}"#,
+    r#"{"sequence":1,"timestamp":1800000000,"startDebuggingEvent":{"config":{}}}"#,
+    r#"{"sequence":2,"timestamp":1800000001,"resourcePreEvent":{"metadata":{"op":"update","urn":"urn:pulumi:prod::platform::docker:index/service:Service::web","type":"docker:index/service:Service","old":null,"new":{"type":"docker:index/service:Service","urn":"urn:pulumi:prod::platform::docker:index/service:Service::web","custom":true,"hideDiffs":["secret"],"replaceWith":[]},"detailedDiff":null,"provider":"","refreshBeforeUpdate":true},"planning":false,"futureFlag":1}}"#,
+    r#"{"sequence":3,"timestamp":1800000003,"resOutputsEvent":{"metadata":{"op":"update","urn":"urn:pulumi:prod::platform::docker:index/service:Service::web","type":"docker:index/service:Service","detailedDiff":{"x":{"diffKind":"update","inputDiff":true,"note":"new"}}}}}"#,
+    r#"{"sequence":4,"timestamp":1800000003,"summaryEvent":{"maybeCorrupt":false,"durationSeconds":3,"resourceChanges":{"same":1,"update":1},"PolicyPacks":{},"isPreview":false,"policyRemediations":0,"errorCount":0}}"#,
+    r#"{"sequence":5,"timestamp":1800000003,"cancelEvent":{"reason":"done"}}"#,
+];
+
+fn parse_all(lines: &[&str]) -> Vec<EngineEvent> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| parse_event_line(l, i as u64 + 1).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+#[test]
+fn an_older_cli_without_sequence_or_is_preview_still_reports_its_summary() {
+    let events = parse_all(OLDER);
+    let mut t = UpdateTracker::new();
+    for e in &events {
+        t.observe(e, &Redactor::new(Vec::<&str>::new()));
+    }
+    let s = t.summary().expect("the summary without isPreview is kept");
+    assert!(!s.is_preview && !s.maybe_corrupt);
+    assert_eq!(s.resource_changes["update"], 1);
+    assert_eq!(s.duration_seconds, 4);
+    assert!(s.policy_packs.is_empty());
+    assert_eq!(t.steps_done(), 2, "web updated, api failed");
+    assert_eq!(t.failed_resources(), ["api"]);
+    assert_eq!(t.warnings(), ["web: image has no digest"]);
+    assert!(t.ended());
+    assert_eq!(events[0].sequence, 0, "absent: 0");
+    match events[5].kind() {
+        EventKind::ResOpFailed(f) => assert_eq!((f.status, f.steps), (1, 0)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_newer_cli_with_unknown_fields_and_kinds_parses() {
+    let events = parse_all(NEWER);
+    assert_eq!(events[1].kind(), EventKind::Other);
+    let mut t = UpdateTracker::new();
+    for e in &events {
+        t.observe(e, &Redactor::new(Vec::<&str>::new()));
+    }
+    assert_eq!(t.steps_done(), 1);
+    assert_eq!(t.summary().unwrap().resource_changes["update"], 1);
+    assert!(t.ended());
+    assert_eq!(t.last_sequence(), Some(5));
+}
+
+/// Every payload parses from an empty object: no field Pulumi may leave out is required.
+#[test]
+fn every_payload_field_has_a_default() {
+    type IsKind = fn(&EventKind) -> bool;
+    let cases: &[(&str, IsKind)] = &[
+        ("cancelEvent", |k| matches!(k, EventKind::Cancel)),
+        ("stdoutEvent", |k| matches!(k, EventKind::Stdout(_))),
+        ("diagnosticEvent", |k| matches!(k, EventKind::Diagnostic(_))),
+        ("preludeEvent", |k| matches!(k, EventKind::Prelude(_))),
+        ("summaryEvent", |k| matches!(k, EventKind::Summary(_))),
+        ("resourcePreEvent", |k| {
+            matches!(k, EventKind::ResourcePre(_))
+        }),
+        ("resOutputsEvent", |k| matches!(k, EventKind::ResOutputs(_))),
+        ("resOpFailedEvent", |k| {
+            matches!(k, EventKind::ResOpFailed(_))
+        }),
+        ("policyEvent", |k| matches!(k, EventKind::Policy(_))),
+        ("progressEvent", |k| matches!(k, EventKind::Progress(_))),
+        ("errorEvent", |k| matches!(k, EventKind::Error(_))),
+    ];
+    for (name, is) in cases {
+        let e = parse_event_line(&format!("{{\"{name}\":{{}}}}"), 1)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(is(&e.kind()), "{name}: {:?}", e.kind());
+        let e = parse_event_line(
+            &format!("{{\"{name}\":{{\"metadata\":{{}},\"detailedDiff\":{{\"a\":{{}}}}}}}}"),
+            1,
+        )
+        .unwrap_or_else(|e| panic!("{name} with an empty metadata: {e}"));
+        assert!(is(&e.kind()), "{name}");
+    }
 }
