@@ -18,9 +18,9 @@ use crate::approvals::{
 };
 use crate::audit::{Actor, Outcome};
 use crate::base::now_ms;
-use crate::deploy::{DeployPhase, DeployProgress, ProgressFn};
 use crate::github::Freshness;
 use crate::ops::Ops;
+use crate::progress::{DeployPhase, DeployProgress, ProgressFn};
 
 /// What a frontend shows while a click is handled.
 #[async_trait]

@@ -250,7 +250,7 @@ pub trait ActionExecutor: Send + Sync {
         params: &serde_json::Value,
         bound: &serde_json::Value,
         approvers: &[String],
-        progress: crate::deploy::ProgressFn,
+        progress: crate::progress::ProgressFn,
     ) -> Result<String, ExecFailure> {
         let _ = progress;
         self.execute_bound(params, bound, approvers).await
@@ -628,7 +628,7 @@ impl Approvals {
     pub async fn execute_observed(
         &self,
         id: &str,
-        progress: Option<crate::deploy::ProgressFn>,
+        progress: Option<crate::progress::ProgressFn>,
     ) -> Result<Executed, Refusal> {
         let now = now_ms();
         if !self

@@ -21,6 +21,7 @@ pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod permissions;
+pub mod progress;
 pub mod protect;
 pub mod pulumi;
 pub mod redact;
