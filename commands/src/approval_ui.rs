@@ -18,6 +18,10 @@ use poise::serenity_prelude as serenity;
 use crate::render::{self, Page};
 use crate::{Data, Error, UserError};
 
+/// How long this process remembers where an approval request was made (see
+/// [`Data::request_origins`]): a request expires within `expiry_minutes`, at most 1440.
+pub const ORIGIN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The buttons of a pending request (none once decided).
 pub fn buttons(data: &Data, req: &ApprovalRequest) -> Vec<serenity::CreateActionRow> {
     if req.state != ops_core::approvals::ApprovalState::Pending {
@@ -77,10 +81,14 @@ pub async fn request(
         ));
     }
     let msg = channel.send_message(http, create).await?;
-    data.request_origins
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(req.id.clone(), origin);
+    {
+        let mut origins = data
+            .request_origins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        origins.retain(|_, (_, at)| at.elapsed() < ORIGIN_TTL);
+        origins.insert(req.id.clone(), (origin, Instant::now()));
+    }
     ops.approvals
         .set_message(&req.id, channel.get(), msg.id.get())
         .await
@@ -439,8 +447,8 @@ impl DiscordClick<'_> {
                 .request_origins
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&req.id)
-                .copied();
+                .remove(&req.id)
+                .map(|(channel, _)| channel);
             let mut places = vec![(approvals, req.message_id, None)];
             if let Some(o) = origin.filter(|o| *o != approvals) {
                 places.push((o, None, Some(req.requester.discord_id)));

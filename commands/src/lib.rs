@@ -57,8 +57,11 @@ pub struct Data {
     /// Where each approval request of this process was made (request id -> channel id): an
     /// approved deploy's live progress and final report are posted there for the requester,
     /// besides the approvals channel. Not persisted: after a restart only the approvals
-    /// channel follows the run.
-    pub request_origins: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    /// channel follows the run. An entry is taken when its run starts, and entries older than
+    /// [`approval_ui::ORIGIN_TTL`] are dropped whenever one is added (requests that were
+    /// denied or expired), so the map stays small in a long-running bot.
+    pub request_origins:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, std::time::Instant)>>>,
 }
 
 impl Data {
